@@ -1,0 +1,1 @@
+"""Spark pipelines: each stage reads and writes DataFrames and calls the kernels in ``udfs``."""

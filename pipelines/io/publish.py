@@ -1,0 +1,74 @@
+"""Atomic publication of an output directory through Hadoop's FileSystem API.
+
+A job writes everything under a staging directory beside the final path
+(``.NAME.staging-RUNID``), writes ``_SUCCESS`` there only after its own checks pass, and
+renames the whole directory into place. A crashed run therefore never leaves a directory at ``--output`` that
+looks complete, and the same code works for local paths, HDFS and ``gs://`` (where the rename
+is a copy, but ``_SUCCESS`` still marks completion).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pyspark.sql import SparkSession
+
+
+class OutputExists(FileExistsError):
+    pass
+
+
+class OutputDir:
+    def __init__(self, spark: SparkSession, final: str, overwrite: bool) -> None:
+        jvm = spark.sparkContext._jvm
+        self._jvm = jvm
+        self._Path = jvm.org.apache.hadoop.fs.Path
+        self.final = final.rstrip("/")
+        final_path = self._Path(self.final)
+        self._fs = final_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        if self._fs.exists(final_path) and not overwrite:
+            raise OutputExists(f"output {final!r} already exists; pass --overwrite to replace it")
+        self.overwrite = overwrite
+        parent, name = self.final.rsplit("/", 1) if "/" in self.final else (".", self.final)
+        self._parent, self._name = parent, name
+        self.run_id = uuid.uuid4().hex[:12]
+        self.staging = f"{parent}/.{name}.staging-{self.run_id}"
+        self._fs.mkdirs(self._Path(self.staging))
+
+    def path(self, *parts: str) -> str:
+        """A path inside the staging directory."""
+        return "/".join([self.staging, *parts])
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs.exists(self._Path(path)))
+
+    def write_text(self, relative: str, text: str) -> None:
+        stream = self._fs.create(self._Path(self.path(relative)), True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def delete(self, path: str) -> None:
+        self._fs.delete(self._Path(path), True)
+
+    def publish(self) -> str:
+        """Move staging into place (replacing an old output if allowed), then mark success."""
+        final_path = self._Path(self.final)
+        self._fs.create(self._Path(self.path("_SUCCESS")), True).close()
+        old = None
+        if self._fs.exists(final_path):
+            if not self.overwrite:
+                raise OutputExists(f"output {self.final!r} appeared while the job ran")
+            old = self._Path(f"{self._parent}/.{self._name}.replaced-{self.run_id}")
+            if not self._fs.rename(final_path, old):
+                raise OSError(f"could not move the old output {self.final!r} aside")
+        if not self._fs.rename(self._Path(self.staging), final_path):
+            raise OSError(f"could not rename {self.staging!r} to {self.final!r}")
+        if old is not None:
+            self._fs.delete(old, True)
+        return self.final
+
+    def abandon(self) -> None:
+        """Remove the staging directory after a failure."""
+        self._fs.delete(self._Path(self.staging), True)

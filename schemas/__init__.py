@@ -1,0 +1,1 @@
+"""Schemas of every table the jobs read or write, and the checks that enforce them."""

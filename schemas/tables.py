@@ -1,0 +1,57 @@
+"""Spark schemas of the dedup job's intermediate and output tables.
+
+Column names are defined once here; pipeline code refers to these constants so that a
+rename cannot silently desynchronise a writer from its reader.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (BinaryType, DoubleType, IntegerType, LongType, StringType,
+                               StructField, StructType)
+
+DOC_ID = "doc_id"
+
+# One row per input document that carries non-empty text: what the signature scan produced.
+SIGNATURES = StructType([
+    StructField(DOC_ID, LongType(), False),
+    StructField("exact_hash_hi", LongType(), False),
+    StructField("exact_hash_lo", LongType(), False),
+    StructField("n_shingles", IntegerType(), False),
+    StructField("text_length", LongType(), False),
+    StructField("signature", BinaryType(), False),
+])
+
+# One row per (document, band): the LSH bucket it falls into.
+BAND_KEYS = StructType([
+    StructField("band", IntegerType(), False),
+    StructField("band_key", LongType(), False),
+    StructField(DOC_ID, LongType(), False),
+])
+
+# Undirected graph edges; ``src > dst`` is not required by readers but is produced by writers.
+EDGES = StructType([
+    StructField("src", LongType(), False),
+    StructField("dst", LongType(), False),
+])
+
+VERIFIED_EDGES = StructType([
+    StructField("src", LongType(), False),
+    StructField("dst", LongType(), False),
+    StructField("similarity", DoubleType(), False),
+])
+
+# DIR/duplicates/: every removed document, the survivor of its cluster and the edge that linked it.
+DUPLICATES = StructType([
+    StructField(DOC_ID, LongType(), False),
+    StructField("cluster_id", LongType(), False),
+    StructField("linked_to", LongType(), False),
+    StructField("similarity", DoubleType(), False),
+    StructField("match", StringType(), False),  # "exact" or "near"
+])
+
+# DIR/rejected/: input records that could not be read as documents, kept verbatim.
+REJECTED = StructType([
+    StructField("source", StringType(), True),
+    StructField("reason", StringType(), False),
+    StructField("record", StringType(), True),
+])

@@ -1,0 +1,84 @@
+"""LSH banding: choosing ``(bands, rows)`` for a threshold, band keys and signature agreement.
+
+With ``b`` bands of ``r`` rows, two documents of Jaccard similarity ``s`` share at least one
+band bucket with probability ``P(s) = 1 - (1 - s**r)**b`` (the S-curve). For a threshold
+``t`` we pick ``b * r <= num_perm`` minimising
+
+    w_fp * ∫_0^t P(s) ds  +  w_fn * ∫_t^1 (1 - P(s)) ds
+
+— the area of false candidates below ``t`` and of missed pairs above it (scipy quadrature).
+Candidates are verified afterwards, so false positives cost only work while false negatives
+lose recall; the default weights therefore favour recall (``w_fn > w_fp``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+from scipy.integrate import quad
+
+from udfs.hashing import P5, _round, avalanche64
+
+
+def collision_probability(s: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
+    """``P(s) = 1 - (1 - s**rows)**bands``: chance two sets of similarity ``s`` share a bucket."""
+    return 1.0 - (1.0 - np.power(s, rows)) ** bands
+
+
+def false_positive_area(threshold: float, bands: int, rows: int) -> float:
+    return quad(lambda s: collision_probability(s, bands, rows), 0.0, threshold)[0]
+
+
+def false_negative_area(threshold: float, bands: int, rows: int) -> float:
+    return quad(lambda s: 1.0 - collision_probability(s, bands, rows), threshold, 1.0)[0]
+
+
+@lru_cache(maxsize=256)
+def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float,
+                       fn_weight: float) -> tuple[int, int]:
+    """The ``(bands, rows)`` with ``bands * rows <= num_perm`` minimising the weighted error."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError("threshold must be in (0, 1)")
+    best, best_err = (1, 1), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            err = (fp_weight * false_positive_area(threshold, bands, rows)
+                   + fn_weight * false_negative_area(threshold, bands, rows))
+            if err < best_err:
+                best, best_err = (bands, rows), err
+    return best
+
+
+@njit(cache=True)
+def band_keys(signatures, bands, rows):
+    """``(n, bands)`` int64 bucket keys: band ``j`` hashes ``sig[j*rows:(j+1)*rows]``.
+
+    The key is xxHash64's round function folded over the band's values, seeded with the band
+    index and finalised with its avalanche step, so equal bands (and only those, up to a 2**-64
+    chance) give equal keys and keys of different bands never mix.
+    """
+    n = signatures.shape[0]
+    out = np.empty((n, bands), dtype=np.int64)
+    for d in range(n):
+        for j in range(bands):
+            h = P5 + np.uint64(j)
+            for k in range(j * rows, (j + 1) * rows):
+                h = _round(h, np.uint64(signatures[d, k]))
+            out[d, j] = np.int64(avalanche64(h + np.uint64(rows)))
+    return out
+
+
+@njit(cache=True)
+def signature_agreement(left, right):
+    """Per row, the fraction of positions where two signature matrices agree (Jaccard estimate)."""
+    n, width = left.shape
+    out = np.empty(n, dtype=np.float64)
+    for d in range(n):
+        same = 0
+        for k in range(width):
+            if left[d, k] == right[d, k]:
+                same += 1
+        out[d] = same / width
+    return out

@@ -1,0 +1,174 @@
+"""Fused normalise → tokenise → shingle → MinHash kernel over an Arrow batch of texts.
+
+One compiled pass per document produces
+
+* the **exact hash** — two xxHash64 digests (seeds 0 and 1, 128 bits together) of the
+  *normalised* text: lowercased (Unicode), runs of whitespace collapsed to one space,
+  leading/trailing whitespace dropped. Two documents with equal digests are exact copies;
+* the **shingle count** and the **MinHash signature** of the shingle set.
+
+Shingles
+    *word* mode: tokens are maximal runs of Unicode word characters (``\\w``: letters, digits,
+    ``_``) of the lowercased text; each token is hashed with xxHash64 (seed 0), and every window
+    of ``n`` consecutive token hashes ``t1..tn`` becomes one shingle hash
+    ``avalanche64(round(...round(P5, t1)..., tn) + n)`` using xxHash64's round and finaliser.
+    A document with ``0 < k < n`` tokens yields exactly one shingle over its ``k`` tokens, so
+    short documents get their own signature instead of a shared "empty" one.
+    *char* mode: the same windows over the code points of the normalised text.
+    Shingles form a set: repeats do not change a minimum.
+
+MinHash
+    Each 64-bit shingle hash is folded to 32 bits, ``x = (h ^ (h >> 32)) mod 2**32``, and
+    permutation ``i`` is Dietzfelbinger's multiply-add-shift
+    ``h_i(x) = ((a_i * x + b_i) mod 2**64) >> 32`` with ``a_i, b_i`` drawn as uniform 64-bit
+    words from ``numpy.random.PCG64(seed)``: a strongly universal family from 32-bit keys to
+    32-bit values. ``sig[i] = min over shingles of h_i(x)`` (uint32). For two sets with
+    Jaccard similarity ``J``, ``P(sig_A[i] == sig_B[i]) ≈ J``, so the fraction of agreeing
+    positions is an unbiased estimate of ``J`` with standard error ``sqrt(J(1-J)/num_perm)``.
+    A document with no shingles keeps the all-``0xFFFFFFFF`` signature and ``n_shingles == 0``;
+    callers must not put it into LSH.
+
+Stability: signatures are persisted, so the tokeniser, hash and permutation draw above are
+part of the on-disk format. Changing any of them requires a new ``SIGNATURE_VERSION``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from udfs.arrow_buffers import string_buffers
+from udfs.hashing import P5, _round, avalanche64, xxh64
+from udfs.text import CHAR_CLASSES, SPACE, WORD, decode_utf8, lowercase
+
+SIGNATURE_VERSION = 1
+EMPTY_SLOT = np.uint32(0xFFFFFFFF)
+MAX_NGRAM = 64
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(a, b)`` uint64 coefficient vectors of the ``num_perm`` hash functions."""
+    if num_perm < 1:
+        raise ValueError("num_perm must be at least 1")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    words = rng.integers(0, 2**64, size=(2, num_perm), dtype=np.uint64, endpoint=False)
+    return words[0].copy(), words[1].copy()
+
+
+@njit(inline="always")
+def _emit_shingle(window, count, head, n_in_window, a, b, sig):
+    """Hash the ``n_in_window`` most recent tokens (ring buffer) and fold into ``sig``."""
+    size = window.shape[0]
+    s = P5
+    start = head - n_in_window
+    for j in range(n_in_window):
+        s = _round(s, window[(start + j) % size])
+    s = avalanche64(s + np.uint64(n_in_window))
+    x = (s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    for p in range(sig.shape[0]):
+        v = np.uint32((a[p] * x + b[p]) >> np.uint64(32))
+        if v < sig[p]:
+            sig[p] = v
+
+
+@njit(cache=True)
+def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
+                      sigs, exact_hi, exact_lo, n_shingles, norm_len):
+    n_docs = offsets.shape[0] - 1
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    scratch = np.empty(longest + 1, dtype=np.uint8)
+    window = np.empty(ngram, dtype=np.uint64)
+    for d in range(n_docs):
+        sig = sigs[d]
+        sig[:] = np.uint32(0xFFFFFFFF)
+        if not valid[d]:
+            continue
+        start = offsets[d]
+        end = offsets[d + 1]
+        # Pass 1: normalised bytes (for the exact hash) and, in word mode, the tokens.
+        length = 0
+        pending_space = False
+        tokens = 0
+        shingles = 0
+        token_start = -1
+        i = start
+        while i <= end:
+            if i < end:
+                cp, width = decode_utf8(data, i, end)
+                cls = classes[cp]
+            else:
+                cp, width, cls = 0, 1, SPACE  # sentinel: closes a trailing token
+            if not char_mode:
+                if cls == WORD:
+                    if token_start < 0:
+                        token_start = i
+                elif token_start >= 0:
+                    window[tokens % ngram] = xxh64(data, token_start, i, 0)
+                    tokens += 1
+                    token_start = -1
+                    if tokens >= ngram:
+                        _emit_shingle(window, tokens, tokens, ngram, a, b, sig)
+                        shingles += 1
+            if i < end:
+                if cls == SPACE:
+                    pending_space = length > 0
+                else:
+                    if pending_space:
+                        scratch[length] = 32
+                        length += 1
+                        pending_space = False
+                    for k in range(width):
+                        scratch[length] = data[i + k]
+                        length += 1
+            i += width
+        if char_mode:
+            j = 0
+            while j < length:
+                cp, width = decode_utf8(scratch, j, length)
+                window[tokens % ngram] = np.uint64(cp)
+                tokens += 1
+                if tokens >= ngram:
+                    _emit_shingle(window, tokens, tokens, ngram, a, b, sig)
+                    shingles += 1
+                j += width
+        if 0 < tokens < ngram:
+            _emit_shingle(window, tokens, tokens, tokens, a, b, sig)
+            shingles = 1
+        norm_len[d] = length
+        n_shingles[d] = shingles
+        if length > 0:
+            exact_hi[d] = xxh64(scratch, 0, length, 0)
+            exact_lo[d] = xxh64(scratch, 0, length, 1)
+
+
+@dataclass(frozen=True)
+class SignatureBatch:
+    """Kernel output for one batch; ``signatures`` is ``(n, num_perm)`` uint32."""
+
+    exact_hash_hi: np.ndarray
+    exact_hash_lo: np.ndarray
+    n_shingles: np.ndarray
+    normalized_length: np.ndarray
+    signatures: np.ndarray
+
+
+def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool,
+                       a: np.ndarray, b: np.ndarray) -> SignatureBatch:
+    """Run the fused kernel on a batch of texts (nulls give empty results)."""
+    if not 1 <= ngram <= MAX_NGRAM:
+        raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+    offsets, data, valid = string_buffers(lowercase(texts))
+    n = len(valid)
+    sigs = np.empty((n, a.shape[0]), dtype=np.uint32)
+    hi = np.zeros(n, dtype=np.uint64)
+    lo = np.zeros(n, dtype=np.uint64)
+    n_shingles = np.zeros(n, dtype=np.int32)
+    norm_len = np.zeros(n, dtype=np.int64)
+    _signature_kernel(offsets, data, valid, CHAR_CLASSES, ngram, char_ngrams, a, b,
+                      sigs, hi, lo, n_shingles, norm_len)
+    return SignatureBatch(hi, lo, n_shingles, norm_len, sigs)
