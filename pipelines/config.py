@@ -1,7 +1,7 @@
 """Typed configuration for the jobs: the one place where every default lives.
 
-The command-line parsers in ``jobs/`` are generated from these dataclasses, so a default
-changed here is changed everywhere (CLI help, tests, benchmarks, Dataproc submissions).
+The command-line parsers (``pipelines/cli.py``) take their defaults from these dataclasses, so
+a default changed here is changed everywhere (CLI help, tests, benchmarks, submissions).
 """
 
 from __future__ import annotations

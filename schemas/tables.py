@@ -17,7 +17,8 @@ SIGNATURES = StructType([
     StructField("exact_hash_hi", LongType(), False),
     StructField("exact_hash_lo", LongType(), False),
     StructField("n_shingles", IntegerType(), False),
-    StructField("text_length", LongType(), False),
+    StructField("text_length", LongType(), False),  # characters of the raw text
+    StructField("normalized_length", LongType(), False),  # bytes after normalisation; 0 = empty
     StructField("signature", BinaryType(), False),
 ])
 

@@ -77,6 +77,12 @@ def _empty_rejected(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame([], REJECTED)
 
 
+def as_rejected(frame: DataFrame, reason: str) -> DataFrame:
+    """Rows of ``frame`` in the ``REJECTED`` schema, every column kept as JSON."""
+    return frame.select(F.lit(None).cast("string").alias("source"), F.lit(reason).alias("reason"),
+                        F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns])).alias("record"))
+
+
 def _choose_text_column(columns: list[str], cfg: InputConfig, notes: list[str]) -> str:
     if cfg.text_column in columns:
         return cfg.text_column

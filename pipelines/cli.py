@@ -1,0 +1,80 @@
+"""Command-line parsing for the jobs; defaults come from ``pipelines.config``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
+                              SparkConfig)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    d = InputConfig(path="")
+    parser.add_argument("--input", required=True,
+                        help="Parquet file/dir/glob, JSON Lines file/dir/glob, or an HF save_to_disk dir")
+    parser.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"])
+    parser.add_argument("--text-column", default=d.text_column,
+                        help=f"text column (falls back to {d.fallback_text_column!r} if absent)")
+    parser.add_argument("--id-column", default=d.id_column,
+                        help="unique integer or string id column; default: ids derived from row hashes")
+
+
+def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SparkConfig()
+    parser.add_argument("--master", default=d.master,
+                        help="Spark master (default: spark-submit's, or local[*] under plain python)")
+    parser.add_argument("--shuffle-partitions", type=int, default=d.shuffle_partitions)
+    parser.add_argument("--driver-memory", default=d.driver_memory,
+                        help="driver memory when the job starts local Spark itself")
+
+
+def input_config(args: argparse.Namespace) -> InputConfig:
+    return InputConfig(path=args.input, text_column=args.text_column, id_column=args.id_column,
+                       input_format=args.input_format)
+
+
+def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
+    return SparkConfig(master=args.master, shuffle_partitions=args.shuffle_partitions,
+                       driver_memory=args.driver_memory, app_name=app_name)
+
+
+def dedup_parser() -> argparse.ArgumentParser:
+    mh, lsh = MinHashConfig(), LshConfig()
+    p = argparse.ArgumentParser(
+        prog="jobs/dedup.py",
+        description="Remove exact and near-duplicate documents (MinHash LSH, verified edges, "
+                    "connected components); writes data/, duplicates/, rejected/, stats.json.")
+    add_input_arguments(p)
+    p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--ngram", type=int, default=mh.ngram, help="shingle size in words (or characters)")
+    p.add_argument("--char-ngrams", action="store_true", help="shingle characters instead of words")
+    p.add_argument("--num-perm", type=int, default=mh.num_perm, help="MinHash permutations")
+    p.add_argument("--seed", type=int, default=mh.seed, help="seed of the permutation draw")
+    p.add_argument("--threshold", type=float, default=lsh.threshold, help="Jaccard similarity threshold")
+    p.add_argument("--bands", type=int, default=None, help="LSH bands (with --rows; default: optimal)")
+    p.add_argument("--rows", type=int, default=None, help="rows per band (with --bands)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="keep every LSH candidate edge without checking its signature similarity")
+    p.add_argument("--keep", default=KeepPolicy.SMALLEST_ID.value,
+                   choices=[KeepPolicy.SMALLEST_ID.value, KeepPolicy.LONGEST.value],
+                   help="survivor of each cluster")
+    p.add_argument("--keep-priority", metavar="COLUMN", default=None,
+                   help="keep the member with the highest value of COLUMN (ties: smallest id)")
+    add_spark_arguments(p)
+    return p
+
+
+def dedup_config(args: argparse.Namespace) -> DedupConfig:
+    keep = KeepPolicy.PRIORITY if args.keep_priority else KeepPolicy(args.keep)
+    return DedupConfig(
+        input=input_config(args),
+        output=args.output,
+        overwrite=args.overwrite,
+        minhash=MinHashConfig(ngram=args.ngram, char_ngrams=args.char_ngrams, num_perm=args.num_perm,
+                              seed=args.seed),
+        lsh=LshConfig(threshold=args.threshold, bands=args.bands, rows=args.rows, verify=not args.no_verify),
+        keep=keep,
+        keep_priority_column=args.keep_priority,
+        spark=spark_config(args, "corpus-prep-dedup"),
+    )

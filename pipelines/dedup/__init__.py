@@ -1,0 +1,1 @@
+"""Near-duplicate removal: signatures → exact groups → LSH → verification → components → survivors."""

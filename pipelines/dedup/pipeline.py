@@ -1,0 +1,196 @@
+"""The dedup job: read → ids → signatures → exact groups → LSH → verify → components → publish.
+
+Accounting: every readable input document ends in exactly one of ``data/`` (kept) or
+``duplicates/`` (removed, naming its cluster's survivor); every unreadable record is in
+``rejected/``. The job re-reads what it wrote and checks this before publishing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType, StringType
+
+from pipelines.config import DedupConfig, KeepPolicy
+from pipelines.dedup.components import connected_components
+from pipelines.dedup.lsh import band_rows, candidate_edges
+from pipelines.dedup.signatures import signature_scan
+from pipelines.dedup.survivors import cluster_survivors, exact_groups, strongest_links
+from pipelines.dedup.verify import score_edges, verified
+from pipelines.ids import assign_doc_ids
+from pipelines.io.publish import OutputDir
+from pipelines.io.readers import InputError, read_corpus
+from pipelines.spark_session import get_spark
+from pipelines.timing import StageTimer
+from schemas.enforce import conform
+from schemas.tables import DOC_ID, DUPLICATES, REJECTED, SIGNATURES
+from udfs.lsh import optimal_bands_rows
+
+log = logging.getLogger("corpus_prep.dedup")
+
+
+class AccountingError(RuntimeError):
+    """The written output does not account for every input document exactly once."""
+
+
+@dataclass
+class DedupResult:
+    output: str
+    stats: dict
+
+
+def choose_bands_rows(cfg: DedupConfig) -> tuple[int, int]:
+    if cfg.lsh.bands is not None:
+        return cfg.lsh.bands, cfg.lsh.rows
+    return optimal_bands_rows(cfg.lsh.threshold, cfg.minhash.num_perm,
+                              cfg.lsh.false_positive_weight, cfg.lsh.false_negative_weight)
+
+
+def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
+    """``(doc_id, rank)``: what "best" means for survivor choice (see ``survivors``)."""
+    if cfg.keep is KeepPolicy.PRIORITY:
+        column = cfg.keep_priority_column
+        if column not in documents.columns:
+            raise InputError(f"--keep-priority column {column!r} not found; the input has columns "
+                             f"{sorted(documents.columns)}")
+        dtype = documents.schema[column].dataType
+        if not isinstance(dtype, (NumericType, StringType)):
+            raise InputError(f"--keep-priority column {column!r} has type {dtype.simpleString()}; "
+                             "expected a number or a string")
+        return documents.select(DOC_ID, F.col(f"`{column}`").alias("rank"))
+    return None
+
+
+def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
+    spark = spark or get_spark(cfg.spark)
+    timer = StageTimer()
+    out = OutputDir(spark, cfg.output, cfg.overwrite)
+    try:
+        stats = _run(spark, cfg, out, timer)
+        out.delete(out.path("_work"))
+        stats["stage_seconds"] = timer.seconds
+        out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        out.publish()
+    except BaseException:
+        out.abandon()
+        raise
+    return DedupResult(cfg.output, stats)
+
+
+def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTimer) -> dict:
+    def checkpoint(df: DataFrame, name: str) -> DataFrame:
+        path = out.path("_work", name)
+        df.write.mode("overwrite").parquet(path)
+        return spark.read.parquet(path)
+
+    with timer.stage("read"):
+        corpus = read_corpus(spark, cfg.input)
+        for note in corpus.notes:
+            log.warning(note)
+        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column)
+        priority = _rank_column(cfg, documents)
+        rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
+        rejected.write.parquet(out.path("rejected"))
+        n_rejected = spark.read.parquet(out.path("rejected")).count()
+
+    with timer.stage("signatures"):
+        sigs = checkpoint(conform(signature_scan(documents, corpus.text_column, cfg.minhash),
+                                  SIGNATURES, "signatures"), "signatures")
+        n_documents = sigs.count()
+
+    with timer.stage("exact"):
+        if cfg.keep is KeepPolicy.LONGEST:
+            ranks = sigs.select(DOC_ID, F.col("text_length").alias("rank"))
+        elif priority is not None:
+            ranks = priority
+        else:
+            ranks = sigs.select(DOC_ID, F.lit(0).alias("rank"))
+        non_empty = sigs.filter(F.col("normalized_length") > 0)
+        exact = checkpoint(exact_groups(non_empty.join(ranks, DOC_ID)), "exact")
+        lsh_input = (non_empty.filter(F.col("n_shingles") > 0)
+                     .join(exact.filter(F.col(DOC_ID) == F.col("rep")).select(DOC_ID), DOC_ID))
+
+    bands, rows = choose_bands_rows(cfg)
+    with timer.stage("lsh"):
+        candidates = checkpoint(candidate_edges(band_rows(lsh_input, cfg.minhash.num_perm, bands, rows)),
+                                "candidates")
+    with timer.stage("verify"):
+        scored = checkpoint(score_edges(candidates, lsh_input, cfg.minhash.num_perm), "scored")
+        kept_edges = checkpoint(verified(scored, cfg.lsh.threshold, cfg.lsh.verify), "edges")
+    with timer.stage("components"):
+        components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds)
+
+    with timer.stage("survivors"):
+        survivors = checkpoint(cluster_survivors(components.labels, ranks), "survivors")
+        near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
+                .join(strongest_links(kept_edges), DOC_ID)
+                .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
+                        F.lit("near").alias("match")))
+        exact_removed = (exact.filter(F.col(DOC_ID) != F.col("rep"))
+                         .join(survivors.select(F.col(DOC_ID).alias("rep"), "survivor"), "rep", "left")
+                         .select(DOC_ID, F.coalesce("survivor", "rep").alias("cluster_id"),
+                                 F.col("rep").alias("linked_to"), F.lit(1.0).alias("similarity"),
+                                 F.lit("exact").alias("match")))
+        duplicates = conform(near.unionByName(exact_removed), DUPLICATES, "duplicates")
+        duplicates.write.parquet(out.path("duplicates"))
+        duplicates = spark.read.parquet(out.path("duplicates"))
+
+    with timer.stage("write"):
+        kept = documents.join(duplicates.select(DOC_ID), DOC_ID, "left_anti")
+        kept.write.parquet(out.path("data"))
+
+    with timer.stage("check"):
+        written = spark.read.parquet(out.path("data"))
+        counts = _check_accounting(written, duplicates, n_documents)
+        clusters = (duplicates.groupBy("cluster_id").count()
+                    .agg(F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest"))
+                    .first())
+        empty = sigs.filter(F.col("normalized_length") == 0).count()
+        unshingled = sigs.filter((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).count()
+        n_candidates, n_verified = candidates.count(), kept_edges.count()
+
+    return {
+        "input": cfg.input.path,
+        "input_format": corpus.input_format,
+        "text_column": corpus.text_column,
+        "notes": corpus.notes,
+        "input_records": n_documents + n_rejected,
+        "documents": n_documents,
+        "rejected": n_rejected,
+        "empty": empty,
+        "no_shingles": unshingled,
+        "exact_duplicates": counts["exact"],
+        "near_duplicates": counts["near"],
+        "kept": counts["kept"],
+        "clusters": clusters["clusters"] or 0,
+        "largest_cluster": (clusters["largest"] or 0) + 1 if clusters["clusters"] else 0,
+        "bands": bands,
+        "rows": rows,
+        "candidate_edges": n_candidates,
+        "verified_edges": n_verified,
+        "cc_rounds": components.rounds,
+        "config": _config_dict(cfg),
+    }
+
+
+def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:
+    """Every document id exactly once across ``data`` and ``duplicates``, nothing else."""
+    by_match = {r["match"]: r["count"] for r in duplicates.groupBy("match").count().collect()}
+    kept = data.count()
+    removed = sum(by_match.values())
+    ids = data.select(DOC_ID).unionByName(duplicates.select(DOC_ID))
+    distinct = ids.distinct().count()
+    if kept + removed != n_documents or distinct != n_documents:
+        raise AccountingError(f"{n_documents} documents in, but {kept} kept + {removed} removed "
+                              f"with {distinct} distinct ids written; refusing to publish")
+    return {"kept": kept, "exact": by_match.get("exact", 0), "near": by_match.get("near", 0)}
+
+
+def _config_dict(cfg: DedupConfig) -> dict:
+    data = asdict(cfg)
+    data["keep"] = cfg.keep.value
+    return data

@@ -1,0 +1,42 @@
+"""Stage 1: one scan over the documents computing exact hashes and MinHash signatures.
+
+Texts are read once here and never shuffled: every later stage works on the compact
+``SIGNATURES`` table (ids, hashes, lengths and 1 KB signatures).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.config import MinHashConfig
+from schemas.tables import DOC_ID, SIGNATURES
+from udfs.arrow_buffers import binary_from_rows
+from udfs.minhash import compute_signatures, permutations
+
+
+def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig) -> DataFrame:
+    """``SIGNATURES`` rows for every document (``n_shingles == 0`` marks unclusterable ones)."""
+    ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
+    a, b = permutations(cfg.num_perm, cfg.seed)
+    names = [f.name for f in SIGNATURES.fields]
+
+    def scan(batches):
+        for batch in batches:
+            texts = batch.column(1)
+            out = compute_signatures(texts, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b)
+            lengths = pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int64())
+            yield pa.RecordBatch.from_arrays([
+                batch.column(0),
+                pa.array(out.exact_hash_hi.view(np.int64)),
+                pa.array(out.exact_hash_lo.view(np.int64)),
+                pa.array(out.n_shingles),
+                lengths,
+                pa.array(out.normalized_length),
+                binary_from_rows(out.signatures),
+            ], names=names)
+
+    return documents.select(F.col(DOC_ID), F.col(f"`{text_column}`")).mapInArrow(scan, SIGNATURES)
