@@ -84,3 +84,65 @@ class DedupConfig:
             raise ValueError("--keep priority needs --keep-priority COLUMN")
         if self.minhash.ngram < 1:
             raise ValueError("--ngram must be at least 1")
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenize and pack (jobs/pack.py)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Which tokenizer, and how document boundaries are marked.
+
+    Either ``path`` (a local HF ``tokenizer.json``) or ``train`` (byte-level BPE trained on the
+    corpus itself, on at most ``train_sample_bytes`` of text chosen by a hash of the text).
+    Every document becomes ``[BOS] + encode(text, add_special_tokens=False) + [EOS]``; BOS only
+    when ``bos_token`` is set. A ``pad_token`` missing from a given tokenizer falls back to EOS.
+    """
+
+    path: str | None = None
+    train: bool = False
+    vocab_size: int = 32000
+    min_frequency: int = 2
+    train_sample_bytes: int = 512 * 2**20
+    eos_token: str = "<|endoftext|>"
+    bos_token: str | None = None
+    pad_token: str = "<|pad|>"
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    input: InputConfig
+    output: str
+    seq_len: int = 2048
+    overwrite: bool = False
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    packing: str = "best-fit"  # best-fit | greedy
+    formats: tuple[str, ...] = ("parquet", "tfrecord")
+    target_shard_bytes: int = 64 * 2**20  # uncompressed row payload per shard
+    num_shards: int | None = None  # fixed number of shards instead of the size target
+    max_doc_tokens: int | None = None  # cap per document (tokens beyond it are dropped, counted)
+    shuffle_rows: bool = True  # permute rows within a shard (seeded: output stays deterministic)
+    seed: int = 0
+    parquet_compression: str = "zstd"
+    parquet_row_group_rows: int = 1024
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.seq_len <= 65535:
+            raise ValueError("--seq-len must be in [2, 65535] (positions are stored as uint16)")
+        if (self.tokenizer.path is None) == (not self.tokenizer.train):
+            raise ValueError("give exactly one of --tokenizer PATH and --train-tokenizer")
+        if self.tokenizer.train and self.tokenizer.vocab_size < 300:
+            raise ValueError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
+        if self.packing not in ("best-fit", "greedy"):
+            raise ValueError("--packing must be best-fit or greedy")
+        if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:
+            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError("--num-shards must be at least 1")
+        if self.target_shard_bytes < 1:
+            raise ValueError("--target-shard-bytes must be positive")
+        specials = 2 if self.tokenizer.bos_token else 1
+        if self.max_doc_tokens is not None and self.max_doc_tokens <= specials:
+            raise ValueError(f"--max-doc-tokens must exceed the {specials} special token(s) per document")

@@ -1,0 +1,1 @@
+"""Tokenize and pack a corpus into fixed-length training rows (Parquet and TFRecord shards)."""

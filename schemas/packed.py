@@ -1,0 +1,197 @@
+"""Schemas of the pack job: shard tables, its intermediate Spark tables and ``manifest.json``.
+
+A packed output directory::
+
+    DIR/parquet/part-NNNNN.parquet     one row per packed sequence (``shard_schema``)
+    DIR/tfrecord/part-NNNNN.tfrecord   the same rows in the same order, as tf.train.Example
+    DIR/tokenizer.json                 the tokenizer that produced the ids
+    DIR/manifest.json                  validated by :func:`validate_manifest`
+    DIR/_SUCCESS
+
+Every row holds exactly ``seq_len`` tokens. ``segment_ids`` numbers the document pieces of
+the row 1..k in order (0 marks padding, which sits at the end); ``positions`` counts 0.. within
+each piece. Padding has ``input_ids == pad_id``, ``segment_ids == 0``, ``positions == 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, LongType, StringType,
+                               StructField, StructType)
+
+FORMAT_VERSION = 1
+FEATURES = ("input_ids", "segment_ids", "positions")
+FORMATS = ("parquet", "tfrecord")
+SHARD_SUFFIX = {"parquet": ".parquet", "tfrecord": ".tfrecord"}
+MAX_SEQ_LEN = 65535  # positions and segment ids are uint16
+UINT16_VOCAB = 65536
+
+
+def token_dtype_for(vocab_size: int) -> str:
+    """``uint16`` when every id fits (vocab_size <= 65536), else ``int32``."""
+    return "uint16" if vocab_size <= UINT16_VOCAB else "int32"
+
+
+def shard_file(fmt: str, index: int) -> str:
+    """Deterministic shard name relative to the output dir: ``parquet/part-00007.parquet``."""
+    return f"{fmt}/part-{index:05d}{SHARD_SUFFIX[fmt]}"
+
+
+def shard_schema(token_dtype: str) -> pa.Schema:
+    """Arrow schema of a Parquet shard."""
+    tok = pa.uint16() if token_dtype == "uint16" else pa.int32()
+    return pa.schema([
+        pa.field("input_ids", pa.list_(tok), nullable=False),
+        pa.field("segment_ids", pa.list_(pa.uint16()), nullable=False),
+        pa.field("positions", pa.list_(pa.uint16()), nullable=False),
+    ])
+
+
+# Intermediate, one row per input document after tokenization (``_work/tokens`` in staging).
+# ``status``: 0 tokenized, 1 null text, 2 empty text (no tokens). ``key_hi``/``key_lo`` are two
+# xxHash64 digests of the UTF-8 text: the deterministic sort and partition key.
+TOKENIZED = StructType([
+    StructField("key_hi", LongType(), False),
+    StructField("key_lo", LongType(), False),
+    StructField("status", IntegerType(), False),
+    StructField("n_content", LongType(), False),   # tokens the tokenizer produced
+    StructField("n_dropped", LongType(), False),   # content tokens cut by --max-doc-tokens
+    StructField("ids", ArrayType(IntegerType(), False), False),  # BOS? + content + EOS
+])
+
+# What each packing task returns to the driver: one row per shard (small).
+SHARD_SUMMARY = StructType([
+    StructField("shard", IntegerType(), False),
+    StructField("rows", LongType(), False),
+    StructField("tokens", LongType(), False),
+    StructField("padding_tokens", LongType(), False),
+    StructField("documents", LongType(), False),
+    StructField("documents_split", LongType(), False),
+    StructField("pieces", LongType(), False),
+    StructField("parquet_sha256", StringType(), True),
+    StructField("parquet_bytes", LongType(), True),
+    StructField("tfrecord_sha256", StringType(), True),
+    StructField("tfrecord_bytes", LongType(), True),
+    StructField("empty", BooleanType(), False),
+])
+
+
+# ----------------------------------------------------------------------------------------
+# manifest.json
+
+class ManifestError(ValueError):
+    pass
+
+
+_INT = (int,)
+_NUM = (int, float)
+SHARD_KEYS = {"file": str, "rows": _INT, "tokens": _INT, "padding_tokens": _INT,
+              "documents": _INT, "sha256": str, "bytes": _INT}
+TOTAL_KEYS = {"rows": _INT, "tokens": _INT, "padding_tokens": _INT, "documents": _INT,
+              "shards": _INT}
+STATS_KEYS = {"fill_rate": _NUM, "documents": _INT, "documents_split": _INT,
+              "fraction_split": _NUM, "tokens_dropped": _INT}
+TOP_KEYS = {"format_version": _INT, "seq_len": _INT, "vocab_size": _INT, "token_dtype": str,
+            "pad_id": _INT, "eos_id": _INT, "tokenizer": str, "tokenizer_sha256": str,
+            "packing": str, "shards": dict, "totals": dict, "stats": dict, "source": dict}
+
+
+def _check(obj: dict, spec: dict, where: str, problems: list[str]) -> None:
+    for key, types in spec.items():
+        if key not in obj:
+            problems.append(f"{where}: missing {key!r}")
+            continue
+        value = obj[key]
+        types = types if isinstance(types, tuple) else (types,)
+        if isinstance(value, bool) or not isinstance(value, types):
+            problems.append(f"{where}.{key}: expected {'/'.join(t.__name__ for t in types)}, "
+                            f"got {type(value).__name__}")
+        elif isinstance(value, (int, float)) and value < 0:
+            problems.append(f"{where}.{key}: must not be negative")
+
+
+def validate_manifest(manifest: Any) -> dict:
+    """Check structure, types and internal consistency; raise :class:`ManifestError` listing all problems."""
+    problems: list[str] = []
+    if not isinstance(manifest, dict):
+        raise ManifestError("manifest must be a JSON object")
+    _check(manifest, TOP_KEYS, "manifest", problems)
+    if problems:
+        raise ManifestError("; ".join(problems))
+    if manifest["format_version"] != FORMAT_VERSION:
+        problems.append(f"format_version {manifest['format_version']} is not {FORMAT_VERSION}")
+    seq_len, vocab = manifest["seq_len"], manifest["vocab_size"]
+    if not 1 <= seq_len <= MAX_SEQ_LEN:
+        problems.append(f"seq_len {seq_len} outside [1, {MAX_SEQ_LEN}]")
+    if manifest["token_dtype"] != token_dtype_for(vocab):
+        problems.append(f"token_dtype {manifest['token_dtype']!r} does not suit vocab_size {vocab}")
+    for key in ("pad_id", "eos_id"):
+        if not 0 <= manifest[key] < vocab:
+            problems.append(f"{key} {manifest[key]} outside the vocabulary")
+    bos = manifest.get("bos_id")
+    if bos is not None and (isinstance(bos, bool) or not isinstance(bos, int) or not 0 <= bos < vocab):
+        problems.append(f"bos_id {bos!r} must be null or an id in the vocabulary")
+    if manifest["packing"] not in ("best-fit", "greedy"):
+        problems.append(f"packing {manifest['packing']!r} is not best-fit or greedy")
+    if len(manifest["tokenizer_sha256"]) != 64:
+        problems.append("tokenizer_sha256 is not a hex sha256")
+    shards = manifest["shards"]
+    if not shards or set(shards) - set(FORMATS):
+        problems.append(f"shards must have keys among {FORMATS}, got {sorted(shards)}")
+    counts = {}
+    for fmt, entries in shards.items():
+        if not isinstance(entries, list):
+            problems.append(f"shards.{fmt} must be a list")
+            continue
+        for i, entry in enumerate(entries):
+            where = f"shards.{fmt}[{i}]"
+            if not isinstance(entry, dict):
+                problems.append(f"{where} must be an object")
+                continue
+            _check(entry, SHARD_KEYS, where, problems)
+            if entry.get("file") != shard_file(fmt, i):
+                problems.append(f"{where}.file is {entry.get('file')!r}, expected {shard_file(fmt, i)!r}")
+            if all(isinstance(entry.get(k), int) for k in ("rows", "tokens", "padding_tokens")):
+                if entry["tokens"] + entry["padding_tokens"] != entry["rows"] * seq_len:
+                    problems.append(f"{where}: tokens + padding_tokens != rows * seq_len")
+        counts[fmt] = [(e.get("rows"), e.get("tokens")) for e in entries if isinstance(e, dict)]
+    if len({tuple(c) for c in counts.values()}) > 1:
+        problems.append("parquet and tfrecord shards disagree on rows/tokens")
+    totals = manifest["totals"]
+    _check(totals, TOTAL_KEYS, "totals", problems)
+    for fmt, entries in shards.items():
+        if isinstance(entries, list) and all(isinstance(e, dict) for e in entries):
+            for key in ("rows", "tokens", "padding_tokens", "documents"):
+                if totals.get(key) != sum(e.get(key, 0) for e in entries):
+                    problems.append(f"totals.{key} is not the sum over shards.{fmt}")
+            if totals.get("shards") != len(entries):
+                problems.append(f"totals.shards is not the number of shards.{fmt}")
+    _check(manifest["stats"], STATS_KEYS, "stats", problems)
+    fill = manifest["stats"].get("fill_rate")
+    if isinstance(fill, (int, float)) and not 0.0 <= fill <= 1.0:
+        problems.append("stats.fill_rate outside [0, 1]")
+    dedup = manifest.get("dedup_stats")
+    if dedup is not None and not isinstance(dedup, dict):
+        problems.append("dedup_stats must be null or an object")
+    if problems:
+        raise ManifestError("invalid manifest: " + "; ".join(problems))
+    return manifest
+
+
+def load_manifest(path: str) -> dict:
+    """Read and validate ``manifest.json`` (``path`` may be the file or its output dir)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "manifest.json")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            manifest = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    try:
+        return validate_manifest(manifest)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
