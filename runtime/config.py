@@ -1,0 +1,102 @@
+"""Typed configuration for the runtime: the one place where every default lives.
+
+The command-line parsers of ``runtime.train`` and ``runtime.generate`` are generated from
+these dataclasses (see ``runtime.cli``), so a default changed here changes the CLI, the
+tests and the benchmarks together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How packed rows are read, shuffled and batched (per rank)."""
+
+    shard_format: str = "parquet"  # parquet | tfrecord: the two carry identical rows
+    batch_size: int = 8  # packed rows per micro-batch on each rank
+    shuffle_seed: int = 0
+    shuffle: bool = True
+    # Shards mixed by one shuffle window; each DataLoader worker holds up to twice this many
+    # decoded shards in memory, so it bounds both shuffle quality and memory.
+    shuffle_shards: int = 4
+    num_workers: int = 0
+    verify_checksums: bool = True  # sha256 of every shard is checked when it is first read
+
+    def __post_init__(self) -> None:
+        if self.shard_format not in ("parquet", "tfrecord"):
+            raise ValueError("--shard-format must be parquet or tfrecord")
+        if self.batch_size < 1 or self.shuffle_shards < 1 or self.num_workers < 0:
+            raise ValueError("--batch-size and --shuffle-shards must be >= 1, --num-workers >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    manifest: str
+    model_config: str  # config.json, or a local model directory (its weights are loaded if present)
+    output: str  # checkpoint directory (save_pretrained layout + tokenizer + trainer_state.pt)
+    steps: int  # optimizer steps; also the length of the cosine schedule
+    grad_accum: int = 1
+    seed: int = 0
+    save_every: int = 0  # 0: save only at the end (and on SIGTERM)
+    stop_after: int | None = None  # exit (after saving) at this step, e.g. for time-sliced jobs
+    resume: bool = True  # continue from OUTPUT when it holds a trainer state
+    log_every: int = 10
+    attn_implementation: str | None = None  # None: flash_attention_2 on CUDA when installed, else sdpa
+    bf16: bool = True  # bf16 autocast; only applied on CUDA (CPU training is always float32)
+    peak_tflops: float | None = None  # accelerator peak for MFU; None: looked up from the GPU name
+    progress: bool = True
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.grad_accum < 1:
+            raise ValueError("--steps and --grad-accum must be >= 1")
+        if self.stop_after is not None and not 0 < self.stop_after <= self.steps:
+            raise ValueError("--stop-after must be in [1, --steps]")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    checkpoint: str
+    prompt: tuple[str, ...]  # several prompts are decoded as one left-padded batch
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    seed: int | None = None  # seeds sampling; None leaves torch's generator alone
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    use_cache: bool = True
+    load_in_8bit: bool = False  # bitsandbytes, CUDA only
+    load_in_4bit: bool = False  # bitsandbytes NF4, CUDA only
+    cpu_int8: bool = False  # torch dynamic int8 quantization of the Linear layers, CPU only
+    device_map: str | None = None  # auto | balanced | sequential (accelerate's planner)
+    max_memory: str | None = None  # e.g. "0=20GiB,1=20GiB,cpu=64GiB"
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU; or float32 | bfloat16 | float16
+    print_device_map: bool = False
+
+    def __post_init__(self) -> None:
+        if sum((self.load_in_8bit, self.load_in_4bit, self.cpu_int8)) > 1:
+            raise ValueError("choose at most one of --load-in-8bit, --load-in-4bit, --cpu-int8")
+        if self.device_map not in (None, "auto", "balanced", "sequential"):
+            raise ValueError("--device-map must be auto, balanced or sequential")
+        if self.max_new_tokens < 1 or self.num_beams < 1:
+            raise ValueError("--max-new-tokens and --num-beams must be >= 1")
