@@ -104,17 +104,3 @@ def xxh64(data, start, end, seed):
         h = rotl64(h, 11) * P1
         i += 1
     return avalanche64(h)
-
-
-@njit
-def xxh64_strings(offsets, data, valid, seed):
-    """xxHash64 of every string of an Arrow string array (offsets + UTF-8 data).
-
-    Null slots (``valid[k] == False``) get 0; callers mask them with the validity bitmap.
-    """
-    n = offsets.shape[0] - 1
-    out = np.zeros(n, dtype=np.uint64)
-    for k in range(n):
-        if valid[k]:
-            out[k] = xxh64(data, offsets[k], offsets[k + 1], seed)
-    return out

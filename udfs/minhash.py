@@ -3,7 +3,8 @@
 One compiled pass per document produces
 
 * the **exact hash** — two xxHash64 digests (seeds 0 and 1, 128 bits together) of the
-  *normalised* text: lowercased (Unicode), runs of whitespace collapsed to one space,
+  *normalised* text: lowercased (Arrow's ``utf8_lower``: the simple per-code-point Unicode
+  case mapping), runs of whitespace collapsed to one space,
   leading/trailing whitespace dropped. Two documents with equal digests are exact copies;
 * the **shingle count** and the **MinHash signature** of the shingle set.
 

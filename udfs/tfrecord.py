@@ -284,7 +284,7 @@ def frame_record(data: bytes) -> bytes:
             + masked_crc32c(data).to_bytes(4, "little"))
 
 
-def _open(path: str, mode: str):
+def open_uri(path: str, mode: str):
     """Local paths (and ``file://``) with ``open``; other URIs through ``pyarrow.fs``."""
     path = str(path)
     if "://" in path and not path.startswith("file://"):
@@ -298,7 +298,7 @@ def _open(path: str, mode: str):
 def write_records(path: str, records: Iterable[bytes]) -> int:
     """Write ``records`` as a TFRecord file (replacing ``path``); returns the bytes written."""
     written = 0
-    with _open(path, "wb") as fh:
+    with open_uri(path, "wb") as fh:
         for record in records:
             framed = frame_record(record)
             fh.write(framed)
@@ -361,7 +361,7 @@ def scan_records(path: str) -> tuple[bytes, np.ndarray, np.ndarray]:
 
     Raises :class:`CorruptShardError` naming ``path`` at the first bad record.
     """
-    with _open(path, "rb") as fh:
+    with open_uri(path, "rb") as fh:
         contents = fh.read()
     buf = np.frombuffer(contents, dtype=np.uint8)
     starts, lengths, n, error, offset = _scan(buf, _TABLES)
@@ -388,4 +388,4 @@ def count_records(path: str) -> int:
 
 
 __all__ = ["CorruptShardError", "crc32c", "masked_crc32c", "encode_example", "decode_example",
-           "frame_record", "write_records", "read_records", "scan_records", "count_records"]
+           "frame_record", "open_uri", "write_records", "read_records", "scan_records", "count_records"]

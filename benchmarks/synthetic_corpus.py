@@ -1,0 +1,97 @@
+"""Synthetic corpora with planted near duplicates and exact ground truth.
+
+A corpus is a set of *families*: one random base document and ``copies`` variants made by
+editing a fraction ``edit_rate`` of its words (substitute, insert or delete, equally likely).
+Some families are exact copies, and very short documents (fewer words than the shingle size)
+are planted as their own families, because those are what naive MinHash collapses.
+
+The ground truth is computed independently of the pipeline: word 5-gram sets from Python's
+``re`` and exact Jaccard similarity between every pair inside a family (pairs across families
+share no vocabulary window and are far below any threshold).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SyntheticCorpus:
+    ids: list[int]
+    texts: list[str]
+    family: list[int]  # family index of each document
+
+    def true_pairs(self, threshold: float, ngram: int = 5) -> set[tuple[int, int]]:
+        """Pairs ``(i, j)`` (ids, ``i < j``) whose exact word n-gram Jaccard reaches ``threshold``."""
+        members: dict[int, list[int]] = {}
+        for doc, fam in enumerate(self.family):
+            members.setdefault(fam, []).append(doc)
+        pairs = set()
+        shingles = [word_shingles(t, ngram) for t in self.texts]
+        for docs in members.values():
+            for a, b in itertools.combinations(docs, 2):
+                if jaccard(shingles[a], shingles[b]) >= threshold:
+                    pairs.add((min(self.ids[a], self.ids[b]), max(self.ids[a], self.ids[b])))
+        return pairs
+
+
+def word_shingles(text: str, ngram: int) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"\w+", text.lower())
+    if 0 < len(tokens) < ngram:
+        return {tuple(tokens)}
+    return {tuple(tokens[i:i + ngram]) for i in range(len(tokens) - ngram + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    lengths = rng.integers(3, 10, size=size)
+    return ["".join(rng.choice(letters, n)) for n in lengths]
+
+
+def _edit(words: list[str], rate: float, rng: np.random.Generator, vocab: list[str]) -> list[str]:
+    out = []
+    for w in words:
+        if rng.random() >= rate:
+            out.append(w)
+            continue
+        op = rng.integers(3)
+        if op == 0:
+            out.append(vocab[rng.integers(len(vocab))])
+        elif op == 1:
+            out.extend([w, vocab[rng.integers(len(vocab))]])
+    return out
+
+
+def generate(n_families: int = 300, copies: int = 3, edit_rates: tuple[float, ...] = (0.01, 0.03, 0.08),
+             short_docs: int = 100, exact_families: int = 30, words: tuple[int, int] = (80, 400),
+             seed: int = 0, vocab_size: int = 50_000) -> SyntheticCorpus:
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng, vocab_size)
+    texts, family = [], []
+    for fam in range(n_families):
+        base = [vocab[i] for i in rng.integers(len(vocab), size=rng.integers(*words))]
+        texts.append(" ".join(base))
+        family.append(fam)
+        for c in range(copies):
+            if fam < exact_families:
+                variant = base
+            else:
+                variant = _edit(base, edit_rates[c % len(edit_rates)], rng, vocab)
+            suffix = "" if fam < exact_families else "." * (c % 2)
+            texts.append(" ".join(variant).capitalize() + suffix)
+            family.append(fam)
+    for k in range(short_docs):
+        texts.append(" ".join(vocab[i] for i in rng.integers(len(vocab), size=1 + k % 4)))
+        family.append(n_families + k)
+    order = rng.permutation(len(texts))
+    texts = [texts[i] for i in order]
+    family = [family[i] for i in order]
+    return SyntheticCorpus(ids=list(range(len(texts))), texts=texts, family=family)

@@ -1,0 +1,61 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy.integrate import quad
+
+from udfs.lsh import band_keys, collision_probability, optimal_bands_rows, signature_agreement
+from udfs.minhash import compute_signatures, permutations
+
+
+def test_optimal_bands_rows_is_the_weighted_area_minimum():
+    num_perm, t, wfp, wfn = 32, 0.6, 0.4, 0.6
+    bands, rows = optimal_bands_rows(t, num_perm, wfp, wfn)
+    assert bands * rows <= num_perm
+
+    def error(b, r):
+        fp = quad(lambda s: 1 - (1 - s**r) ** b, 0, t)[0]
+        fn = quad(lambda s: (1 - s**r) ** b, t, 1)[0]
+        return wfp * fp + wfn * fn
+
+    best = min(((b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)),
+               key=lambda br: error(*br))
+    assert (bands, rows) == best
+    # The curve puts the threshold on its steep part: most pairs well above t are caught.
+    assert collision_probability(t + 0.15, bands, rows) > 0.9 > collision_probability(t - 0.3, bands, rows)
+
+
+def test_band_keys_equal_exactly_when_bands_equal():
+    sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [7, 2, 3, 4], [1, 2, 3, 4]], dtype=np.uint32)
+    keys = band_keys(sigs, 2, 2)
+    assert keys[0, 0] == keys[1, 0] == keys[3, 0] != keys[2, 0]
+    assert keys[0, 1] == keys[2, 1] == keys[3, 1] != keys[1, 1]
+    # the same values in a different band give a different key
+    assert band_keys(np.array([[5, 5, 5, 5]], dtype=np.uint32), 2, 2)[0, 0] != \
+        band_keys(np.array([[5, 5, 5, 5]], dtype=np.uint32), 2, 2)[0, 1]
+
+
+@pytest.mark.parametrize("similarity", [0.4, 0.6, 0.75, 0.9])
+def test_candidate_rate_follows_the_s_curve(similarity):
+    """Fraction of pairs sharing a bucket vs 1-(1-s^r)^b, within 4 binomial standard errors."""
+    bands, rows, num_perm, pairs = 16, 8, 128, 400
+    a, b = permutations(num_perm, 42)
+    n_union = 200
+    shared = int(round(similarity * n_union))
+    left, right = [], []
+    for p in range(pairs):
+        words = [f"p{p}w{k}" for k in range(n_union)]
+        rest = n_union - shared
+        left.append(" ".join(words[:shared + rest // 2]))
+        right.append(" ".join(words[:shared] + words[shared + rest // 2:]))
+    ka = band_keys(compute_signatures(pa.array(left), ngram=1, char_ngrams=False, a=a, b=b).signatures, bands, rows)
+    kb = band_keys(compute_signatures(pa.array(right), ngram=1, char_ngrams=False, a=a, b=b).signatures, bands, rows)
+    rate = (ka == kb).any(axis=1).mean()
+    expected = collision_probability(shared / n_union, bands, rows)
+    stderr = max(np.sqrt(expected * (1 - expected) / pairs), 1 / pairs)
+    assert abs(rate - expected) < 4 * stderr, (rate, expected)
+
+
+def test_signature_agreement_counts_equal_positions():
+    left = np.array([[1, 2, 3, 4], [0, 0, 0, 0]], dtype=np.uint32)
+    right = np.array([[1, 2, 0, 4], [1, 1, 1, 1]], dtype=np.uint32)
+    np.testing.assert_allclose(signature_agreement(left, right), [0.75, 0.0])
