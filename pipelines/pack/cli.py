@@ -1,0 +1,112 @@
+"""Command line of ``jobs/pack.py``, generated from the ``PackConfig``/``TokenizerConfig`` dataclasses.
+
+Every option's default is read from ``pipelines.config`` (the one place defaults live); only
+help texts and the few renamed flags are written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
+
+HELP = {
+    "seq_len": "tokens per packed row",
+    "overwrite": "replace an existing output directory",
+    "packing": "best-fit (best-fit decreasing) or greedy (next-fit: pad when the next piece does not fit)",
+    "formats": "comma-separated shard formats: parquet,tfrecord",
+    "target_shard_bytes": "target uncompressed payload per shard, bytes (suffixes k, M, G allowed)",
+    "num_shards": "write exactly this many shards instead of sizing them by --target-shard-bytes",
+    "max_doc_tokens": "cap per document (content beyond it is dropped and counted; EOS is kept)",
+    "shuffle_rows": "permute rows within each shard (seeded; output stays deterministic)",
+    "seed": "seed of the row permutation",
+    "parquet_compression": "Parquet codec (zstd, snappy, gzip, none)",
+    "parquet_row_group_rows": "rows per Parquet row group",
+    "path": "local tokenizer.json to use",
+    "train": "train a byte-level BPE tokenizer on the corpus and store it with the output",
+    "vocab_size": "vocabulary size when training (special tokens included)",
+    "min_frequency": "minimum pair frequency for a BPE merge when training",
+    "train_sample_bytes": "at most this much text (chosen by text hash) trains the tokenizer",
+    "eos_token": "token appended to every document",
+    "bos_token": "token prepended to every document (default: none)",
+    "pad_token": "padding token (falls back to EOS if the tokenizer lacks it)",
+}
+FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer"}
+SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower().removesuffix("b")
+    factor = SIZE_SUFFIX.get(text[-1:], 1)
+    return int(float(text[:-1] if factor != 1 else text) * factor)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = FLAGS.get((group, f.name), "--" + f.name.replace("_", "-"))
+        dest = f"{group}__{f.name}"
+        help_text = HELP.get(f.name, "")
+        kind = str(f.type)
+        if kind == "bool":
+            if default:
+                parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false",
+                                    help=f"do not {help_text}" if help_text else None)
+            else:
+                parser.add_argument(flag, dest=dest, action="store_true", help=help_text)
+            parser.set_defaults(**{dest: default})
+            continue
+        if f.name == "target_shard_bytes":
+            convert = parse_size
+        elif kind.startswith("tuple"):
+            convert = _formats
+        elif kind.startswith("int"):
+            convert = int
+        else:
+            convert = str
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        extra = {"choices": ["best-fit", "greedy"]} if f.name == "packing" else {}
+        parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
+                            help=f"{help_text} (default: {shown})", **extra)
+
+
+def pack_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/pack.py",
+        description="Tokenize a corpus and pack it into fixed-length rows: Parquet and TFRecord shards, "
+                    "tokenizer.json and manifest.json, published atomically.")
+    d = InputConfig(path="")
+    p.add_argument("--input", required=True,
+                   help="corpus (Parquet/JSON Lines/HF save_to_disk) or a dedup output directory")
+    p.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"])
+    p.add_argument("--text-column", default=d.text_column,
+                   help=f"text column (falls back to {d.fallback_text_column!r}) (default: {d.text_column})")
+    p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
+    _add_fields(p, PackConfig, "pack", skip={"input", "output", "tokenizer", "spark"})
+    _add_fields(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", skip=set())
+    s = SparkConfig()
+    spark = p.add_argument_group("spark")
+    spark.add_argument("--master", default=s.master, help="Spark master (default: spark-submit's, or local[*])")
+    spark.add_argument("--shuffle-partitions", type=int, default=s.shuffle_partitions)
+    spark.add_argument("--driver-memory", default=s.driver_memory)
+    return p
+
+
+def pack_config(args: argparse.Namespace) -> PackConfig:
+    values = vars(args)
+    pack = {k.split("__", 1)[1]: v for k, v in values.items() if k.startswith("pack__")}
+    tok = {k.split("__", 1)[1]: v for k, v in values.items() if k.startswith("tokenizer__")}
+    return PackConfig(
+        input=InputConfig(path=args.input, text_column=args.text_column, input_format=args.input_format),
+        output=args.output,
+        tokenizer=TokenizerConfig(**tok),
+        spark=SparkConfig(master=args.master, shuffle_partitions=args.shuffle_partitions,
+                          driver_memory=args.driver_memory, app_name="corpus-prep-pack"),
+        **pack)

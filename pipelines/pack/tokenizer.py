@@ -1,0 +1,123 @@
+"""The pack job's tokenizer: a local ``tokenizer.json``, or a byte-level BPE trained on the corpus.
+
+Training sample: BPE training runs in one process, so it sees at most
+``train_sample_bytes`` of text. Documents are chosen by Spark's ``xxhash64`` of the text
+(``hash mod 2**20 < fraction * 2**20``, ``fraction = sample_bytes / corpus_bytes``) and streamed
+to the driver one partition at a time in hash order, so the sample — and the trained
+vocabulary — depend only on the corpus content, not on file order or partitioning.
+
+Byte-level BPE (GPT-2 style): text is mapped to bytes first, so every string is encodable
+and ``decode(encode(text)) == text``; no unknown token exists. Special tokens take the first
+ids: pad 0, EOS 1, BOS 2 (when configured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.config import TokenizerConfig
+
+HASH_BUCKETS = 1 << 20
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    json: str
+    vocab_size: int
+    eos_id: int
+    pad_id: int
+    bos_id: int | None
+    notes: tuple[str, ...] = ()
+    trained_on_bytes: int | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.json.encode("utf-8")).hexdigest()
+
+
+def _special_ids(tok, cfg: TokenizerConfig, source: str) -> tuple[int, int, int | None, list[str]]:
+    notes = []
+    known = sorted(t.content for t in tok.get_added_tokens_decoder().values())
+    eos = tok.token_to_id(cfg.eos_token)
+    if eos is None:
+        raise TokenizerError(f"EOS token {cfg.eos_token!r} is not in {source}; its added tokens are "
+                             f"{known[:20]} (choose one with --eos-token)")
+    bos = None
+    if cfg.bos_token is not None:
+        bos = tok.token_to_id(cfg.bos_token)
+        if bos is None:
+            raise TokenizerError(f"BOS token {cfg.bos_token!r} is not in {source}; its added tokens "
+                                 f"are {known[:20]}")
+    pad = tok.token_to_id(cfg.pad_token)
+    if pad is None:
+        notes.append(f"pad token {cfg.pad_token!r} not in the tokenizer; padding uses EOS id {eos} "
+                     "(padding is marked by segment_ids == 0 either way)")
+        pad = eos
+    return eos, pad, bos, notes
+
+
+def load_tokenizer_file(cfg: TokenizerConfig) -> TokenizerInfo:
+    from tokenizers import Tokenizer
+
+    try:
+        with open(cfg.path, encoding="utf-8") as fh:
+            text = fh.read()
+        tok = Tokenizer.from_str(text)
+    except FileNotFoundError as exc:
+        raise TokenizerError(f"tokenizer file {cfg.path!r} does not exist") from exc
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
+        raise TokenizerError(f"{cfg.path!r} is not a tokenizers JSON file: {exc}") from exc
+    eos, pad, bos, notes = _special_ids(tok, cfg, repr(cfg.path))
+    if tok.truncation or tok.padding:
+        notes.append("the tokenizer file configures truncation/padding; both are disabled for packing")
+    return TokenizerInfo(tok.to_str(), tok.get_vocab_size(with_added_tokens=True), eos, pad, bos,
+                         tuple(notes))
+
+
+def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig) -> TokenizerInfo:
+    """Train byte-level BPE on a deterministic, size-capped sample of ``documents``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    text = F.col(text_column)
+    nonempty = documents.select(text.alias("text")).filter(F.col("text").isNotNull() & (F.length("text") > 0))
+    total = nonempty.agg(F.sum(F.octet_length("text")).alias("b")).first()["b"] or 0
+    if total == 0:
+        raise TokenizerError("cannot train a tokenizer: the corpus has no non-empty text")
+    fraction = min(1.0, cfg.train_sample_bytes / total)
+    bucket = F.pmod(F.xxhash64("text"), F.lit(HASH_BUCKETS))
+    sample = nonempty
+    if fraction < 1.0:
+        sample = sample.filter(bucket < F.lit(int(math.ceil(fraction * HASH_BUCKETS))))
+    sample = sample.orderBy(F.xxhash64("text"), "text")
+
+    specials = [cfg.pad_token, cfg.eos_token] + ([cfg.bos_token] if cfg.bos_token else [])
+    if len(set(specials)) != len(specials):
+        raise TokenizerError(f"special tokens must differ: {specials}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                  special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    seen = [0]
+
+    def texts():
+        for row in sample.toLocalIterator(prefetchPartitions=True):
+            seen[0] += len(row["text"].encode("utf-8"))
+            yield row["text"]
+
+    tok.train_from_iterator(texts(), trainer)
+    eos, pad, bos, notes = _special_ids(tok, cfg, "the trained tokenizer")
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    if vocab < cfg.vocab_size:
+        notes.append(f"the corpus supports only {vocab} tokens of the {cfg.vocab_size} asked for")
+    return TokenizerInfo(tok.to_str(), vocab, eos, pad, bos, tuple(notes), trained_on_bytes=seen[0])
