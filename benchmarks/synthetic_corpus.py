@@ -2,12 +2,16 @@
 
 A corpus is a set of *families*: one random base document and ``copies`` variants made by
 editing a fraction ``edit_rate`` of its words (substitute, insert or delete, equally likely).
-Some families are exact copies, and very short documents (fewer words than the shingle size)
-are planted as their own families, because those are what naive MinHash collapses.
+Some families are exact copies; very short documents (fewer words than the shingle size) are
+planted as their own families, because those are what naive MinHash collapses; and
+*boilerplate* families share one long header (like a licence) with distinct bodies, so that
+documents of different families reach Jaccard ≈ 0.55 — enough for LSH to link them by
+chance, never enough to be duplicates. Unverified LSH chains such families together and
+deletes all but one; the verified pipeline must not.
 
 The ground truth is computed independently of the pipeline: word 5-gram sets from Python's
 ``re`` and exact Jaccard similarity between every pair inside a family (pairs across families
-share no vocabulary window and are far below any threshold).
+share at most the boilerplate header and stay below J ≈ 0.6).
 """
 
 from __future__ import annotations
@@ -71,13 +75,19 @@ def _edit(words: list[str], rate: float, rng: np.random.Generator, vocab: list[s
 
 
 def generate(n_families: int = 300, copies: int = 3, edit_rates: tuple[float, ...] = (0.01, 0.03, 0.08),
-             short_docs: int = 100, exact_families: int = 30, words: tuple[int, int] = (80, 400),
-             seed: int = 0, vocab_size: int = 50_000) -> SyntheticCorpus:
+             short_docs: int = 100, exact_families: int = 30, boilerplate_families: int = 40,
+             words: tuple[int, int] = (80, 400), seed: int = 0, vocab_size: int = 50_000) -> SyntheticCorpus:
+    """Families ``[0, exact_families)`` are exact copies, the last ``boilerplate_families`` share
+    a 200-word header before an 80-word body; then ``short_docs`` singleton short documents."""
     rng = np.random.default_rng(seed)
     vocab = _vocabulary(rng, vocab_size)
+    header = [vocab[i] for i in rng.integers(len(vocab), size=200)]
     texts, family = [], []
     for fam in range(n_families):
-        base = [vocab[i] for i in rng.integers(len(vocab), size=rng.integers(*words))]
+        if fam >= n_families - boilerplate_families:
+            base = header + [vocab[i] for i in rng.integers(len(vocab), size=80)]
+        else:
+            base = [vocab[i] for i in rng.integers(len(vocab), size=rng.integers(*words))]
         texts.append(" ".join(base))
         family.append(fam)
         for c in range(copies):

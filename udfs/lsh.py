@@ -8,7 +8,7 @@ band bucket with probability ``P(s) = 1 - (1 - s**r)**b`` (the S-curve). For a t
 
 — the area of false candidates below ``t`` and of missed pairs above it (scipy quadrature).
 Candidates are verified afterwards, so false positives cost only work while false negatives
-lose recall; the default weights therefore favour recall (``w_fn > w_fp``).
+lose recall; the default weights (``pipelines.config.LshConfig``) therefore favour recall.
 """
 
 from __future__ import annotations
