@@ -1,0 +1,62 @@
+"""Generate text from a checkpoint: ``python -m runtime.generate --checkpoint CKPT_DIR --prompt TEXT
+[--prompt TEXT ...] [--num-beams K] [--do-sample --temperature T --top-k K --top-p P --seed S]
+--max-new-tokens N``.
+
+Decoding is ``model.generate`` with a ``GenerationConfig`` built from the flags (greedy,
+sampling, beam search; stop at EOS). Several prompts form one left-padded batch. Each
+prompt's text followed by its continuation is printed, separated by blank lines.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, set_seed
+
+from runtime.cli import parse_config
+from runtime.config import GenerateConfig
+from runtime.model import load_for_inference
+
+
+def generation_config(cfg: GenerateConfig, model: PreTrainedModel) -> GenerationConfig:
+    """The checkpoint's generation config (EOS, pad) updated with the decoding flags."""
+    gen = GenerationConfig.from_dict(model.generation_config.to_dict())
+    gen.update(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, num_beams=cfg.num_beams,
+               length_penalty=cfg.length_penalty, early_stopping=cfg.early_stopping, use_cache=cfg.use_cache)
+    if cfg.do_sample:
+        gen.update(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+    else:  # greedy/beam: sampling knobs would only trigger warnings
+        gen.update(temperature=None, top_k=None, top_p=None)
+    return gen
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+             gen: GenerationConfig, seed: int | None = None) -> list[str]:
+    """Prompt + continuation for each prompt, decoded as one left-padded batch."""
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
+    if seed is not None:
+        set_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(**inputs, generation_config=gen)
+    return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(GenerateConfig, argv, "Generate text from a checkpoint.")
+    if not cfg.prompt:
+        sys.exit("give at least one --prompt")
+    try:
+        model = load_for_inference(cfg)
+    except (RuntimeError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    if cfg.print_device_map:
+        print(f"device map: {getattr(model, 'hf_device_map', {'': str(model.device)})}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.checkpoint)
+    texts = generate(model, tokenizer, list(cfg.prompt), generation_config(cfg, model), cfg.seed)
+    print("\n\n".join(texts))
+
+
+if __name__ == "__main__":
+    main()

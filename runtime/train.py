@@ -1,0 +1,262 @@
+"""Train a causal LM on packed shards: ``python -m runtime.train --manifest M --model-config C
+--steps N --output CKPT_DIR`` (``torchrun --nproc-per-node K -m runtime.train ...`` for DDP).
+
+A checkpoint directory is a ``save_pretrained`` model plus tokenizer (so
+``AutoModelForCausalLM.from_pretrained(CKPT_DIR)`` works) and ``trainer_state.pt`` holding the
+optimizer, scheduler, step and loader state, with one RNG file per rank. Checkpoints are
+written beside the target and renamed into place, so a run killed mid-save leaves the
+previous checkpoint intact. Re-running the same command resumes; on CPU the resumed run
+reproduces the uninterrupted run's losses exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM
+
+from runtime.attention import packed_model_inputs
+from runtime.cli import parse_config
+from runtime.config import OptimConfig, TrainConfig
+from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
+from runtime.model import build_model, load_tokenizer, pick_attn_implementation
+
+STATE_FILE = "trainer_state.pt"
+
+# Dense bf16 peak of common accelerators (TFLOP/s), matched against the device name in order.
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),
+                    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0))
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def _init_distributed() -> Distributed:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Distributed(rank=dist.get_rank() if world > 1 else 0, world_size=world, device=device)
+
+
+def lr_lambda(optim: OptimConfig, steps: int):
+    """Linear warmup to ``lr``, then cosine to ``min_lr_ratio * lr`` at ``steps``."""
+    def factor(step: int) -> float:
+        if step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        progress = min(1.0, (step - optim.warmup_steps) / max(1, steps - optim.warmup_steps))
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on norms, biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token: 6 x (weights in matmuls) + 12 x layers x hidden x seq_len (attention)."""
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.config
+    return 6.0 * linear + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
+
+
+def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    if cfg.peak_tflops:
+        return cfg.peak_tflops * 1e12
+    name = torch.cuda.get_device_name(device)
+    return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS if key in name), None)
+
+
+def save_checkpoint(path: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
+                    step: int, cfg: TrainConfig, env: Distributed) -> None:
+    """Write into ``path.tmp`` then swap it into place (every rank writes its RNG file)."""
+    staging, old = path + ".tmp", path + ".old"
+    if env.main:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(os.path.join(staging, "rng"))
+    env.barrier()
+    torch.save(_rng_state(), os.path.join(staging, "rng", f"rank-{env.rank:05d}.pt"))
+    env.barrier()
+    if env.main:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)},
+                   os.path.join(staging, STATE_FILE))
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(path):
+            os.rename(path, old)
+        os.rename(staging, path)
+        shutil.rmtree(old, ignore_errors=True)
+    env.barrier()
+
+
+def _micro_batches(loader: PackedLoader, count: int, device: torch.device):
+    it = iter(loader)
+    while True:
+        yield [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for _ in range(count)]
+
+
+def train(cfg: TrainConfig) -> list[float]:
+    """Run (or resume) training; returns the loss of every step this call ran."""
+    env = _init_distributed()
+    manifest = PackedManifest.load(cfg.manifest)
+    attn = pick_attn_implementation(cfg.attn_implementation, env.device)
+    resume = cfg.resume and os.path.exists(os.path.join(cfg.output, STATE_FILE))
+    _seed_everything(cfg.seed)  # same initial weights on every rank
+    if resume:
+        model = AutoModelForCausalLM.from_pretrained(cfg.output, dtype=torch.float32, attn_implementation=attn)
+    else:
+        model = build_model(cfg.model_config, manifest, attn)
+    model.to(env.device)
+    tokenizer = load_tokenizer(manifest)
+    loader = PackedLoader(manifest, cfg.loader, rank=env.rank, world_size=env.world_size,
+                          pin_memory=env.device.type == "cuda")
+    optimizer = make_optimizer(model, cfg.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
+    step = 0
+    if resume:
+        state = torch.load(os.path.join(cfg.output, STATE_FILE), weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        loader.load_state_dict(state["loader"])
+        step = state["step"]
+        rng = os.path.join(cfg.output, "rng", f"rank-{env.rank:05d}.pt")
+        if os.path.exists(rng):  # absent when the world size grew
+            _set_rng_state(torch.load(rng, weights_only=False))
+    else:
+        _seed_everything(cfg.seed + env.rank)  # per-rank dropout streams
+    ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
+        if env.world_size > 1 else None
+    forward = ddp or model
+    bf16 = env.device.type == "cuda" and cfg.bf16
+    compute_dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = peak_flops(cfg, env.device)
+    fpt = flops_per_token(model, manifest.seq_len)
+
+    stop_at = cfg.stop_after or cfg.steps
+    terminate = {"requested": False}
+    if env.main and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: terminate.update(requested=True))
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
+               file=sys.stderr)
+    losses: list[float] = []
+    batches = _micro_batches(loader, cfg.grad_accum, env.device)
+    model.train()
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < stop_at:
+        micro = next(batches)
+        targets = torch.tensor(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+                               device=env.device, dtype=torch.float64)
+        if env.world_size > 1:
+            dist.all_reduce(targets)
+        total_loss = torch.zeros((), device=env.device, dtype=torch.float64)
+        for i, batch in enumerate(micro):
+            sync = ddp is None or i == len(micro) - 1
+            context = contextlib.nullcontext() if sync else forward.no_sync()
+            with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = forward(**packed_model_inputs(batch, attn, compute_dtype)).logits
+                loss_sum = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                    ignore_index=IGNORE_INDEX, reduction="sum")
+            # DDP averages gradients over ranks; scaling by world_size makes it a global token mean
+            (loss_sum * env.world_size / targets).backward()
+            total_loss += loss_sum.detach()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if env.world_size > 1:
+            dist.all_reduce(total_loss)
+        loss = float(total_loss / targets)
+        losses.append(loss)
+        step += 1
+        window_tokens += sum(b["input_ids"].numel() for b in micro) * env.world_size
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if step % cfg.log_every == 0 or step == stop_at:
+            if env.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - window_start
+            tps = window_tokens / elapsed
+            line = f"step {step}/{cfg.steps} loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.3e} tokens/s {tps:,.0f}"
+            if peak:
+                line += f" mfu {100 * tps * fpt / (peak * env.world_size):.1f}%"
+            if env.main:
+                bar.write(line)
+            window_tokens, window_start = 0, time.perf_counter()
+        if terminate["requested"] or step == stop_at or (cfg.save_every and step % cfg.save_every == 0):
+            save_checkpoint(cfg.output, model, tokenizer, optimizer, scheduler, loader, step, cfg, env)
+        if terminate["requested"]:
+            break
+    bar.close()
+    if env.world_size > 1:
+        dist.destroy_process_group()
+    return losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_config(TrainConfig, argv, "Train a causal LM on packed shards."))
+
+
+if __name__ == "__main__":
+    main()
