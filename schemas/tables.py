@@ -50,9 +50,10 @@ DUPLICATES = StructType([
     StructField("match", StringType(), False),  # "exact" or "near"
 ])
 
-# DIR/rejected/: input records that could not be read as documents, kept verbatim.
+# DIR/rejected/: input records that could not be read as documents, kept verbatim as bytes
+# (a JSON line exactly as it was, invalid UTF-8 included; other rows rendered as JSON).
 REJECTED = StructType([
     StructField("source", StringType(), True),
     StructField("reason", StringType(), False),
-    StructField("record", StringType(), True),
+    StructField("record", BinaryType(), True),
 ])

@@ -80,7 +80,8 @@ def _empty_rejected(spark: SparkSession) -> DataFrame:
 def as_rejected(frame: DataFrame, reason: str) -> DataFrame:
     """Rows of ``frame`` in the ``REJECTED`` schema, every column kept as JSON."""
     return frame.select(F.lit(None).cast("string").alias("source"), F.lit(reason).alias("reason"),
-                        F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns])).alias("record"))
+                        F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns])).cast("binary")
+                        .alias("record"))
 
 
 def _choose_text_column(columns: list[str], cfg: InputConfig, notes: list[str]) -> str:
@@ -104,8 +105,8 @@ def _typed_text_column(frame: DataFrame, rejected: DataFrame, cfg: InputConfig, 
         valid = F.col(text).isNull() | F.expr(f"is_valid_utf8(cast(`{text}` as string))")
         bad = frame.filter(~valid).select(
             F.input_file_name().alias("source"), F.lit("invalid UTF-8 in text column").alias("reason"),
-            F.to_json(F.struct(*[F.col(c).cast("string") if c == text else F.col(c)
-                                 for c in frame.columns])).alias("record"))
+            F.to_json(F.struct(*[F.base64(F.col(c)).alias(c) if c == text else F.col(c)
+                                 for c in frame.columns])).cast("binary").alias("record"))
         rejected = rejected.unionByName(bad)
         frame = frame.filter(valid).withColumn(text, as_string)
         notes.append(f"text column {text!r} is binary; decoded as UTF-8")
@@ -121,26 +122,26 @@ def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
     types are checked on a VARIANT parse of each line instead: invalid UTF-8, malformed JSON,
     a non-object line and a non-string text value are each rejected with their own reason.
     """
-    lines = spark.read.text(cfg.path).select(
-        F.input_file_name().alias("source"), F.col("value").alias("record"))
-    lines = lines.filter(F.trim(F.col("record")) != "")
-    parsed = lines.withColumn("_variant", F.expr("try_parse_json(record)"))
+    lines = spark.read.text(cfg.path).select(F.input_file_name().alias("source"), F.col("value").alias("line"))
+    lines = lines.filter(F.trim(F.col("line")) != "")
+    parsed = lines.withColumn("_variant", F.expr("try_parse_json(line)"))
     columns = _json_columns(spark, cfg.path)
     notes: list[str] = []
     text = _choose_text_column([f.name for f in columns.fields], cfg, notes)
     schema = StructType([StructField(f.name, StringType() if f.name == text else f.dataType, True)
                          for f in columns.fields])
     text_type = F.expr(f"schema_of_variant(variant_get(_variant, '$[\"{_escape(text)}\"]'))")
-    reason = (F.when(~F.expr("is_valid_utf8(record)"), F.lit("invalid UTF-8"))
+    reason = (F.when(~F.expr("is_valid_utf8(line)"), F.lit("invalid UTF-8"))
               .when(F.col("_variant").isNull(), F.lit("malformed JSON"))
               .when(~F.expr("schema_of_variant(_variant)").startswith("OBJECT"),
                     F.lit("JSON value is not an object"))
               .when(text_type.isNotNull() & ~text_type.isin("STRING", "VOID"),
                     F.concat(F.lit(f"text field {text!r} is "), text_type, F.lit(", not a string"))))
     classified = parsed.withColumn("reason", reason).drop("_variant")
-    rejected = classified.filter(F.col("reason").isNotNull()).select("source", "reason", "record")
+    rejected = classified.filter(F.col("reason").isNotNull()).select(
+        "source", "reason", F.col("line").cast("binary").alias("record"))
     documents = (classified.filter(F.col("reason").isNull())
-                 .select(F.from_json("record", schema).alias("_row")).select("_row.*"))
+                 .select(F.from_json("line", schema).alias("_row")).select("_row.*"))
     return Corpus(documents, rejected, text, "json", notes)
 
 
