@@ -60,19 +60,29 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(inline="always")
-def _emit_shingle(window, count, head, n_in_window, a, b, sig):
-    """Hash the ``n_in_window`` most recent tokens (ring buffer) and fold into ``sig``."""
+def _shingle_value(window, head, n_in_window):
+    """32-bit value of the shingle made of the ``n_in_window`` most recent tokens (ring buffer)."""
     size = window.shape[0]
     s = P5
     start = head - n_in_window
     for j in range(n_in_window):
         s = _round(s, window[(start + j) % size])
     s = avalanche64(s + np.uint64(n_in_window))
-    x = (s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return (s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+
+
+@njit(inline="always")
+def _min_hash(values, count, a, b, sig):
+    """``sig[p] = min_k h_p(values[k])``; permutations outside, shingles inside, so the inner
+    loop is a vectorisable min-reduction with ``a[p]``, ``b[p]`` held in registers."""
     for p in range(sig.shape[0]):
-        v = np.uint32((a[p] * x + b[p]) >> np.uint64(32))
-        if v < sig[p]:
-            sig[p] = v
+        ap = a[p]
+        bp = b[p]
+        m = np.uint32(0xFFFFFFFF)
+        for k in range(count):
+            v = np.uint32((ap * values[k] + bp) >> np.uint64(32))
+            m = min(m, v)
+        sig[p] = m
 
 
 @njit(cache=True)
@@ -83,6 +93,7 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
     for d in range(n_docs):
         longest = max(longest, offsets[d + 1] - offsets[d])
     scratch = np.empty(longest + 1, dtype=np.uint8)
+    values = np.empty(longest + 1, dtype=np.uint64)  # at most one shingle per byte
     window = np.empty(ngram, dtype=np.uint64)
     for d in range(n_docs):
         sig = sigs[d]
@@ -113,7 +124,7 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                     tokens += 1
                     token_start = -1
                     if tokens >= ngram:
-                        _emit_shingle(window, tokens, tokens, ngram, a, b, sig)
+                        values[shingles] = _shingle_value(window, tokens, ngram)
                         shingles += 1
             if i < end:
                 if cls == SPACE:
@@ -134,12 +145,13 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                 window[tokens % ngram] = np.uint64(cp)
                 tokens += 1
                 if tokens >= ngram:
-                    _emit_shingle(window, tokens, tokens, ngram, a, b, sig)
+                    values[shingles] = _shingle_value(window, tokens, ngram)
                     shingles += 1
                 j += width
         if 0 < tokens < ngram:
-            _emit_shingle(window, tokens, tokens, tokens, a, b, sig)
+            values[0] = _shingle_value(window, tokens, tokens)
             shingles = 1
+        _min_hash(values, shingles, a, b, sig)
         norm_len[d] = length
         n_shingles[d] = shingles
         if length > 0:

@@ -1,0 +1,207 @@
+"""Dedup speed and memory: the Spark job vs a straightforward single-process reference.
+
+    python benchmarks/dedup_bench.py --size-mb 1024 --reference-mb 32 --work /tmp/dedup-bench
+
+1. Writes (or reuses) a synthetic corpus of ``--size-mb`` MB of text with planted duplicates.
+2. Signature stage, per core, on the first ``--reference-mb`` MB: this project's kernel vs the
+   reference (``re`` word 5-grams + datasketch ``MinHash.update_batch``, 256 permutations).
+3. Whole job vs whole reference (datasketch ``MinHashLSH`` insert/query + union-find) on that
+   same subset.
+4. The whole job on the full corpus in ``local[2]``: MB/s overall and per stage (per core), and
+   the peak resident memory of the driver JVM and of the Python workers, sampled every 0.2 s.
+
+All figures come from one invocation, so ratios compare runs on the same machine state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import psutil  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from benchmarks.synthetic_corpus import generate, word_shingles  # noqa: E402
+from pipelines.config import DedupConfig, InputConfig, MinHashConfig, SparkConfig  # noqa: E402
+from pipelines.dedup.pipeline import run_dedup  # noqa: E402
+from pipelines.spark_session import get_spark  # noqa: E402
+from udfs.minhash import compute_signatures, permutations  # noqa: E402
+
+CORES = 2
+
+
+def write_corpus(directory: str, size_mb: int) -> str:
+    """Parquet files of ~32 MB each; reused when already complete."""
+    marker = os.path.join(directory, f"_COMPLETE_{size_mb}")
+    if os.path.exists(marker):
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    written, part = 0, 0
+    while written < size_mb * 1_000_000:
+        corpus = generate(n_families=3000, copies=2, short_docs=300, exact_families=300,
+                          boilerplate_families=100, words=(150, 1500), seed=part)
+        texts = corpus.texts
+        written += sum(len(t) for t in texts)
+        pq.write_table(pa.table({"content": texts}), os.path.join(directory, f"part-{part:04d}.parquet"))
+        part += 1
+    open(marker, "w").close()
+    return directory
+
+
+def subset_texts(directory: str, size_mb: int) -> list[str]:
+    texts, total = [], 0
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".parquet"):
+            for t in pq.read_table(os.path.join(directory, name)).column("content").to_pylist():
+                texts.append(t)
+                total += len(t.encode())
+                if total >= size_mb * 1_000_000:
+                    return texts
+    return texts
+
+
+def reference_signatures(texts: list[str]):
+    from datasketch import MinHash
+
+    out = []
+    for text in texts:
+        m = MinHash(num_perm=256, seed=1)
+        m.update_batch([" ".join(s).encode() for s in word_shingles(text, 5)])
+        out.append(m)
+    return out
+
+
+def reference_whole(texts: list[str], threshold: float) -> int:
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=256)
+    parent = list(range(len(texts)))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for doc, m in enumerate(reference_signatures(texts)):
+        for other in lsh.query(m):
+            a, b = find(doc), find(other)
+            parent[max(a, b)] = min(a, b)
+        lsh.insert(doc, m)
+    return sum(find(i) == i for i in range(len(texts)))
+
+
+class PeakMemory:
+    """Peak RSS of this process's JVM child (the Spark driver) and of Python workers."""
+
+    def __init__(self) -> None:
+        self.driver = self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            driver = workers = 0
+            for child in me.children(recursive=True):
+                try:
+                    name = " ".join(child.cmdline()[:3])
+                    rss = child.memory_info().rss
+                except psutil.Error:
+                    continue
+                if "java" in name:
+                    driver += rss
+                elif "pyspark" in " ".join(child.cmdline()):
+                    workers += rss
+            self.driver, self.workers = max(self.driver, driver), max(self.workers, workers)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_job(spark, path: str, out: str) -> tuple[dict, float, PeakMemory]:
+    shutil.rmtree(out, ignore_errors=True)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        stats = run_dedup(DedupConfig(input=InputConfig(path=path), output=out), spark=spark).stats
+        seconds = time.perf_counter() - start
+    return stats, seconds, memory
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size-mb", type=int, default=1024)
+    p.add_argument("--reference-mb", type=int, default=32)
+    p.add_argument("--work", default="/tmp/dedup-bench")
+    p.add_argument("--shuffle-partitions", type=int, default=16)
+    args = p.parse_args()
+    report = {}
+
+    corpus_dir = write_corpus(os.path.join(args.work, f"corpus-{args.size_mb}mb"), args.size_mb)
+    texts = subset_texts(corpus_dir, args.reference_mb)
+    subset_bytes = sum(len(t.encode()) for t in texts)
+    subset_dir = os.path.join(args.work, f"subset-{args.reference_mb}mb")
+    shutil.rmtree(subset_dir, ignore_errors=True)
+    os.makedirs(subset_dir)
+    pq.write_table(pa.table({"content": texts}), os.path.join(subset_dir, "part-0.parquet"))
+
+    # Signature stage, one core each, same texts.
+    cfg = MinHashConfig()
+    a, b = permutations(cfg.num_perm, cfg.seed)
+    arrow_texts = pa.array(texts)
+    compute_signatures(arrow_texts[:10], ngram=cfg.ngram, char_ngrams=False, a=a, b=b)  # compile
+    start = time.perf_counter()
+    compute_signatures(arrow_texts, ngram=cfg.ngram, char_ngrams=False, a=a, b=b)
+    kernel_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reference_signatures(texts)
+    reference_sig_s = time.perf_counter() - start
+    report["signature_stage_per_core"] = {
+        "texts_mb": round(subset_bytes / 1e6, 1), "documents": len(texts),
+        "kernel_mb_s": round(subset_bytes / kernel_s / 1e6, 1),
+        "reference_mb_s": round(subset_bytes / reference_sig_s / 1e6, 2),
+        "ratio": round(reference_sig_s / kernel_s, 1)}
+    print(json.dumps(report["signature_stage_per_core"]), flush=True)
+
+    spark = get_spark(SparkConfig(master=f"local[{CORES}]", shuffle_partitions=args.shuffle_partitions,
+                                  ui=False, log_level="ERROR", driver_memory="4g"))
+    start = time.perf_counter()
+    survivors = reference_whole(texts, 0.7)
+    reference_whole_s = time.perf_counter() - start
+    stats, job_s, _ = run_job(spark, subset_dir, os.path.join(args.work, "out-subset"))
+    report["whole_job_on_subset"] = {
+        "job_seconds": round(job_s, 1), "reference_seconds": round(reference_whole_s, 1),
+        "ratio": round(reference_whole_s / job_s, 2), "job_kept": stats["kept"], "reference_kept": survivors}
+    print(json.dumps(report["whole_job_on_subset"]), flush=True)
+
+    total_bytes = spark.read.parquet(corpus_dir).selectExpr("sum(octet_length(content)) as b").first()["b"]
+    stats, job_s, memory = run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))
+    stages = {name: {"seconds": s, "mb_s_per_core": round(total_bytes / s / 1e6 / CORES, 1),
+                     "docs_s_per_core": round(stats["documents"] / s / CORES)}
+              for name, s in stats["stage_seconds"].items() if s > 0}
+    report["whole_job_full"] = {
+        "texts_mb": round(total_bytes / 1e6), "documents": stats["documents"], "seconds": round(job_s, 1),
+        "mb_s": round(total_bytes / job_s / 1e6, 1), "mb_s_per_core": round(total_bytes / job_s / 1e6 / CORES, 1),
+        "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20,
+        "kept": stats["kept"], "exact": stats["exact_duplicates"], "near": stats["near_duplicates"],
+        "stages": stages}
+    print(json.dumps(report["whole_job_full"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
