@@ -60,27 +60,33 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(inline="always")
-def _shingle_value(window, head, n_in_window):
-    """32-bit value of the shingle made of the ``n_in_window`` most recent tokens (ring buffer)."""
-    size = window.shape[0]
+def _shingle_value(tokens, end, n_in_window):
+    """32-bit value of the shingle made of ``tokens[end - n_in_window:end]``."""
     s = P5
-    start = head - n_in_window
-    for j in range(n_in_window):
-        s = _round(s, window[(start + j) % size])
+    for j in range(end - n_in_window, end):
+        s = _round(s, tokens[j])
     s = avalanche64(s + np.uint64(n_in_window))
-    return (s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return np.uint32((s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
 
 
 @njit(inline="always")
-def _min_hash(values, count, a, b, sig):
-    """``sig[p] = min_k h_p(values[k])``; permutations outside, shingles inside, so the inner
-    loop is a vectorisable min-reduction with ``a[p]``, ``b[p]`` held in registers."""
+def _min_hash(values, count, a_lo, a_hi, b, sig):
+    """``sig[p] = min_k h_p(values[k])`` with ``h_p(x) = ((a_p x + b_p) mod 2**64) >> 32``.
+
+    Because ``x < 2**32``, the high word is computed from 32 × 32-bit products only:
+    ``h = (a_hi x + ((a_lo x + b) mod 2**64 >> 32)) mod 2**32`` — the same value, but each
+    product maps to one SIMD multiply. Permutations outside, shingles inside: the inner loop
+    is a vectorisable min-reduction with the coefficients held in registers.
+    """
+    mask = np.uint64(0xFFFFFFFF)
     for p in range(sig.shape[0]):
-        ap = a[p]
+        lo_coef = a_lo[p]
+        hi_coef = a_hi[p]
         bp = b[p]
         m = np.uint32(0xFFFFFFFF)
         for k in range(count):
-            v = np.uint32((ap * values[k] + bp) >> np.uint64(32))
+            x = np.uint64(values[k])
+            v = np.uint32((hi_coef * x + ((lo_coef * x + bp) >> np.uint64(32))) & mask)
             m = min(m, v)
         sig[p] = m
 
@@ -88,13 +94,15 @@ def _min_hash(values, count, a, b, sig):
 @njit(cache=True)
 def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                       sigs, exact_hi, exact_lo, n_shingles, norm_len):
+    a_lo = a & np.uint64(0xFFFFFFFF)
+    a_hi = a >> np.uint64(32)
     n_docs = offsets.shape[0] - 1
     longest = 0
     for d in range(n_docs):
         longest = max(longest, offsets[d + 1] - offsets[d])
     scratch = np.empty(longest + 1, dtype=np.uint8)
-    values = np.empty(longest + 1, dtype=np.uint64)  # at most one shingle per byte
-    window = np.empty(ngram, dtype=np.uint64)
+    token_hashes = np.empty(longest + 1, dtype=np.uint64)  # at most one token per byte
+    values = np.empty(longest + 1, dtype=np.uint32)  # and one shingle per token
     for d in range(n_docs):
         sig = sigs[d]
         sig[:] = np.uint32(0xFFFFFFFF)
@@ -120,11 +128,11 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                     if token_start < 0:
                         token_start = i
                 elif token_start >= 0:
-                    window[tokens % ngram] = xxh64(data, token_start, i, 0)
+                    token_hashes[tokens] = xxh64(data, token_start, i, 0)
                     tokens += 1
                     token_start = -1
                     if tokens >= ngram:
-                        values[shingles] = _shingle_value(window, tokens, ngram)
+                        values[shingles] = _shingle_value(token_hashes, tokens, ngram)
                         shingles += 1
             if i < end:
                 if cls == SPACE:
@@ -142,16 +150,16 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
             j = 0
             while j < length:
                 cp, width = decode_utf8(scratch, j, length)
-                window[tokens % ngram] = np.uint64(cp)
+                token_hashes[tokens] = np.uint64(cp)
                 tokens += 1
                 if tokens >= ngram:
-                    values[shingles] = _shingle_value(window, tokens, ngram)
+                    values[shingles] = _shingle_value(token_hashes, tokens, ngram)
                     shingles += 1
                 j += width
         if 0 < tokens < ngram:
-            values[0] = _shingle_value(window, tokens, tokens)
+            values[0] = _shingle_value(token_hashes, tokens, tokens)
             shingles = 1
-        _min_hash(values, shingles, a, b, sig)
+        _min_hash(values, shingles, a_lo, a_hi, b, sig)
         norm_len[d] = length
         n_shingles[d] = shingles
         if length > 0:
