@@ -54,9 +54,6 @@ def small_star(edges: DataFrame) -> DataFrame:
     return leaves.unionByName(centre).distinct()
 
 
-def same_edges(a: DataFrame, b: DataFrame) -> bool:
-    """Equality of two distinct edge sets: equal sizes and ``a ⊆ b``."""
-    return a.count() == b.count() and a.join(b, ["src", "dst"], "left_anti").isEmpty()
 
 
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
@@ -66,15 +63,18 @@ def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str]
     ``checkpoint(df, name)`` must persist ``df`` durably and return it read back.
     """
     current = checkpoint(canonical(edges), "cc-input")
+    size = current.count()
     rounds = 0
     while True:
         if rounds >= max_rounds:
             raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
         rounds += 1
         nxt = checkpoint(small_star(large_star(current)), f"cc-round-{rounds:03d}")
-        if same_edges(nxt, current):
+        next_size = nxt.count()
+        # Both sets are distinct, so equal sizes and nxt ⊆ current mean no edge changed.
+        if next_size == size and nxt.join(current, ["src", "dst"], "left_anti").isEmpty():
             break
-        current = nxt
+        current, size = nxt, next_size
     roots = current.select(F.col("dst").alias(DOC_ID)).distinct().join(
         current.select(F.col("src").alias(DOC_ID)), DOC_ID, "left_anti")
     labels = current.select(F.col("src").alias(DOC_ID), F.col("dst").alias("root")).unionByName(

@@ -100,7 +100,12 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
     with timer.stage("signatures"):
         sigs = checkpoint(conform(signature_scan(documents, corpus.text_column, cfg.minhash),
                                   SIGNATURES, "signatures"), "signatures")
-        n_documents = sigs.count()
+        text_counts = sigs.agg(
+            F.count(F.lit(1)).alias("documents"),
+            F.count_if(F.col("normalized_length") == 0).alias("empty"),
+            F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
+        ).first()
+        n_documents = text_counts["documents"]
 
     with timer.stage("exact"):
         if cfg.keep is KeepPolicy.LONGEST:
@@ -120,7 +125,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
                                 "candidates")
     with timer.stage("verify"):
         scored = checkpoint(score_edges(candidates, lsh_input, cfg.minhash.num_perm), "scored")
-        kept_edges = checkpoint(verified(scored, cfg.lsh.threshold, cfg.lsh.verify), "edges")
+        kept_edges = verified(scored, cfg.lsh.threshold, cfg.lsh.verify)
     with timer.stage("components"):
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds)
 
@@ -149,9 +154,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         clusters = (duplicates.groupBy("cluster_id").count()
                     .agg(F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest"))
                     .first())
-        empty = sigs.filter(F.col("normalized_length") == 0).count()
-        unshingled = sigs.filter((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).count()
-        n_candidates, n_verified = candidates.count(), kept_edges.count()
+        edge_counts = scored.agg(F.count(F.lit(1)).alias("candidates"),
+                                 F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
 
     return {
         "input": cfg.input.path,
@@ -161,8 +165,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         "input_records": n_documents + n_rejected,
         "documents": n_documents,
         "rejected": n_rejected,
-        "empty": empty,
-        "no_shingles": unshingled,
+        "empty": text_counts["empty"],
+        "no_shingles": text_counts["no_shingles"],
         "exact_duplicates": counts["exact"],
         "near_duplicates": counts["near"],
         "kept": counts["kept"],
@@ -170,8 +174,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         "largest_cluster": (clusters["largest"] or 0) + 1 if clusters["clusters"] else 0,
         "bands": bands,
         "rows": rows,
-        "candidate_edges": n_candidates,
-        "verified_edges": n_verified,
+        "candidate_edges": edge_counts["candidates"],
+        "verified_edges": edge_counts["passed"] if cfg.lsh.verify else edge_counts["candidates"],
+        "edges_below_threshold": edge_counts["candidates"] - edge_counts["passed"],
         "cc_rounds": components.rounds,
         "config": _config_dict(cfg),
     }

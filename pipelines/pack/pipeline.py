@@ -130,7 +130,7 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     work = out.path("_work", "tokens")
     _tokenize(corpus.documents, corpus.text_column, spec).write.mode("overwrite").parquet(work)
     tokenized = spark.read.parquet(work)
-    size = F.size("ids")
+    size = F.col("n_stream")
     counts = tokenized.agg(
         F.count(F.lit(1)).alias("input_documents"),
         F.sum((F.col("status") == STATUS_NULL).cast("long")).alias("null_text"),
