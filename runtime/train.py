@@ -43,6 +43,13 @@ PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH
 
 
 @dataclass
+class TrainResult:
+    losses: list[float]  # one per step run by this call
+    tokens_per_second: float | None  # all ranks, padding included, excluding this call's first step
+    mfu: float | None  # fraction of the GPUs' dense bf16 peak; None on CPU
+
+
+@dataclass
 class Distributed:
     rank: int
     world_size: int
@@ -55,6 +62,14 @@ class Distributed:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when any rank saw ``flag`` (so all ranks save the same step)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
 
 def _init_distributed() -> Distributed:
@@ -155,8 +170,8 @@ def _micro_batches(loader: PackedLoader, count: int, device: torch.device):
         yield [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for _ in range(count)]
 
 
-def train(cfg: TrainConfig) -> list[float]:
-    """Run (or resume) training; returns the loss of every step this call ran."""
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
     env = _init_distributed()
     manifest = PackedManifest.load(cfg.manifest)
     attn = pick_attn_implementation(cfg.attn_implementation, env.device)
@@ -194,20 +209,24 @@ def train(cfg: TrainConfig) -> list[float]:
 
     stop_at = cfg.stop_after or cfg.steps
     terminate = {"requested": False}
-    if env.main and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: terminate.update(requested=True))
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:  # preemption: finish the step, save, exit
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminate.update(requested=True))
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
                file=sys.stderr)
     losses: list[float] = []
     batches = _micro_batches(loader, cfg.grad_accum, env.device)
     model.train()
     window_tokens, window_start = 0, time.perf_counter()
+    measured_tokens, measured_seconds = 0, 0.0
     while step < stop_at:
+        step_start = time.perf_counter()
         micro = next(batches)
         targets = torch.tensor(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
                                device=env.device, dtype=torch.float64)
         if env.world_size > 1:
             dist.all_reduce(targets)
+        targets = targets.clamp_min(1)  # a step of padding only must not divide by zero
         total_loss = torch.zeros((), device=env.device, dtype=torch.float64)
         for i, batch in enumerate(micro):
             sync = ddp is None or i == len(micro) - 1
@@ -230,7 +249,11 @@ def train(cfg: TrainConfig) -> list[float]:
         loss = float(total_loss / targets)
         losses.append(loss)
         step += 1
-        window_tokens += sum(b["input_ids"].numel() for b in micro) * env.world_size
+        step_tokens = sum(b["input_ids"].numel() for b in micro) * env.world_size
+        window_tokens += step_tokens
+        if len(losses) > 1:  # the first step pays for worker start-up and lazy initialization
+            measured_tokens += step_tokens
+            measured_seconds += time.perf_counter() - step_start
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
         if step % cfg.log_every == 0 or step == stop_at:
@@ -244,18 +267,30 @@ def train(cfg: TrainConfig) -> list[float]:
             if env.main:
                 bar.write(line)
             window_tokens, window_start = 0, time.perf_counter()
-        if terminate["requested"] or step == stop_at or (cfg.save_every and step % cfg.save_every == 0):
+        stopping = env.agree(terminate["requested"])
+        if stopping or step == stop_at or (cfg.save_every and step % cfg.save_every == 0):
             save_checkpoint(cfg.output, model, tokenizer, optimizer, scheduler, loader, step, cfg, env)
-        if terminate["requested"]:
+        if stopping:
             break
     bar.close()
+    if on_main_thread:
+        signal.signal(signal.SIGTERM, previous_handler)
     if env.world_size > 1:
         dist.destroy_process_group()
-    return losses
+    tps = measured_tokens / measured_seconds if measured_seconds else None
+    mfu = tps * fpt / (peak * env.world_size) if tps and peak else None
+    return TrainResult(losses, tps, mfu)
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_config(TrainConfig, argv, "Train a causal LM on packed shards."))
+    result = train(parse_config(TrainConfig, argv, "Train a causal LM on packed shards."))
+    if os.environ.get("RANK", "0") == "0" and result.losses:
+        summary = f"done: {len(result.losses)} steps, last loss {result.losses[-1]:.4f}"
+        if result.tokens_per_second:
+            summary += f", {result.tokens_per_second:,.0f} tokens/s"
+        if result.mfu:
+            summary += f", MFU {100 * result.mfu:.1f}%"
+        print(summary)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ shards and manifest the pipeline produces.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pyarrow as pa
@@ -31,16 +32,22 @@ def pack_texts(spark, texts: list[str], root: str, num_shards: int, vocab_size: 
 
 
 @pytest.fixture(scope="session")
+def packer(spark):
+    """``pack_texts`` bound to the shared SparkSession."""
+    return functools.partial(pack_texts, spark)
+
+
+@pytest.fixture(scope="session")
 def sample_texts(samples_dir) -> list[str]:
     table = pq.read_table(os.path.join(samples_dir, "hf_blog_sample.parquet"), columns=["content"])
     return [t for t in table.column("content").to_pylist() if t]
 
 
 @pytest.fixture(scope="session")
-def packed_dir(spark, tmp_path_factory, sample_texts) -> str:
-    # paragraphs as documents: many document boundaries inside every 64-token row
-    paragraphs = [p for t in sample_texts[:40] for p in t.split("\n\n") if p.strip()][:600]
-    return pack_texts(spark, paragraphs, str(tmp_path_factory.mktemp("packed")), num_shards=3)
+def packed_dir(packer, tmp_path_factory, sample_texts) -> str:
+    # the posts' sections (cut at 300 characters) as documents: boundaries inside most 64-token rows
+    sections = [s.strip()[:300] for t in sample_texts for s in t.split(" ## ") if s.strip()][:300]
+    return packer(sections, str(tmp_path_factory.mktemp("packed")), num_shards=3)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,10 +29,10 @@ def _cfg(packed_dir, model_config, output, steps, workers=0, **kw) -> TrainConfi
 
 
 def test_resume_reproduces_the_uninterrupted_run(packed_dir, tiny_model_config, tmp_path):
-    straight = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "a"), 8))
-    first = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "b"), 8, stop_after=3))
+    straight = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "a"), 8)).losses
+    first = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "b"), 8, stop_after=3)).losses
     # the resumed half uses a different worker count: the loader state does not depend on it
-    second = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "b"), 8, workers=2))
+    second = train(_cfg(packed_dir, tiny_model_config, str(tmp_path / "b"), 8, workers=2)).losses
     assert len(first) == 3 and len(second) == 5
     assert first + second == straight  # exact float equality
     a = AutoModelForCausalLM.from_pretrained(str(tmp_path / "a"))
@@ -67,7 +68,7 @@ def test_ddp_matches_a_single_process_with_the_same_global_batch(packed_dir, tin
     ddp = [float(line.split(" loss ")[1].split()[0]) for line in proc.stdout.splitlines() if line.startswith("step ")]
     single = train(TrainConfig(manifest=packed_dir, model_config=tiny_model_config, output=str(tmp_path / "one"),
                                steps=3, progress=False, loader=LoaderConfig(batch_size=4),
-                               optim=OptimConfig(lr=1e-3, warmup_steps=1)))
+                               optim=OptimConfig(lr=1e-3, warmup_steps=1))).losses
     assert len(ddp) == 3
     np.testing.assert_allclose(ddp, single, atol=1e-4)  # printed with 4 decimals
     state = torch.load(os.path.join(out, "trainer_state.pt"), weights_only=False)
@@ -86,22 +87,42 @@ def unigram_entropy(packed_dir: str) -> float:
 
 
 @pytest.mark.slow
-def test_loss_falls_well_below_the_unigram_baseline(sample_texts, tmp_path):
-    """Whole sample corpus, less than one epoch: every step's rows are unseen, so no memorizing."""
-    from conftest import write_packed_corpus  # tests/runtime/conftest.py
-
-    corpus = str(tmp_path / "corpus")
-    os.makedirs(corpus)
-    write_packed_corpus(corpus, sample_texts, (1000, 1000, 1000))
-    vocab = PackedManifest.load(corpus).vocab_size
+def test_loss_falls_well_below_the_unigram_baseline(packer, sample_texts, tmp_path):
+    """The whole blog sample, packed by the pack job; under one epoch, so every step's rows are unseen."""
+    corpus = packer(sample_texts, str(tmp_path), num_shards=4)
+    manifest = PackedManifest.load(corpus)
+    rows = sum(s.rows for s in manifest.shard_list("parquet"))
     config = str(tmp_path / "config")
-    LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+    LlamaConfig(vocab_size=manifest.vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=256).save_pretrained(config)
-    losses = train(TrainConfig(manifest=corpus, model_config=config, output=str(tmp_path / "c"), steps=300,
-                               progress=False, log_every=50, loader=LoaderConfig(batch_size=8),
-                               optim=OptimConfig(lr=3e-3, warmup_steps=20)))
+    steps, batch = 300, 16
+    assert steps * batch < rows
+    losses = train(TrainConfig(manifest=corpus, model_config=config, output=str(tmp_path / "c"), steps=steps,
+                               progress=False, log_every=50, loader=LoaderConfig(batch_size=batch),
+                               optim=OptimConfig(lr=3e-3, warmup_steps=20))).losses
     baseline = unigram_entropy(corpus)
     final = float(np.mean(losses[-20:]))
-    print(json.dumps({"unigram_nats": baseline, "uniform_nats": math.log(vocab), "first_loss": losses[0],
-                      "mean_loss_last_20_steps": final, "rows_seen": 300 * 8, "rows": 3000}))
+    print(json.dumps({"unigram_nats": baseline, "uniform_nats": math.log(manifest.vocab_size),
+                      "first_loss": losses[0], "mean_loss_last_20_steps": final,
+                      "rows_seen": steps * batch, "rows": rows}))
     assert final < 0.75 * baseline
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(packed_dir, tiny_model_config, tmp_path):
+    out = str(tmp_path / "preempted")
+    cmd = [sys.executable, "-m", "runtime.train", "--manifest", packed_dir, "--model-config", tiny_model_config,
+           "--output", out, "--steps", "100000", "--batch-size", "2", "--no-progress", "--log-every", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}, cwd=ROOT)
+    for line in proc.stdout:  # the handler is installed before the first step runs
+        if line.startswith("step "):
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    state = torch.load(os.path.join(out, "trainer_state.pt"), weights_only=False)
+    assert 2 <= state["step"] < 100000
+    assert state["loader"]["consumed"] == state["step"] * 2
+    resumed = train(TrainConfig(manifest=packed_dir, model_config=tiny_model_config, output=out, steps=100000,
+                                stop_after=state["step"] + 1, progress=False, loader=LoaderConfig(batch_size=2)))
+    assert len(resumed.losses) == 1
