@@ -45,8 +45,6 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(GenerateConfig, argv, "Generate text from a checkpoint.")
-    if not cfg.prompt:
-        sys.exit("give at least one --prompt")
     try:
         model = load_for_inference(cfg)
     except (RuntimeError, ValueError) as err:
