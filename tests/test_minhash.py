@@ -28,6 +28,13 @@ def _avalanche(h):
     return h ^ (h >> 32)
 
 
+def token_hash(token):
+    h = P5
+    for byte in token.encode():
+        h = ((h ^ byte) * P1) & MASK64
+    return _avalanche(h)
+
+
 def reference_signature(text, ngram, a, b, char_mode=False):
     """The module docstring, written out in plain Python with ``re`` tokenisation.
 
@@ -38,7 +45,7 @@ def reference_signature(text, ngram, a, b, char_mode=False):
     if char_mode:
         units = [ord(c) for c in " ".join(lowered.split())]
     else:
-        units = [xxhash.xxh64_intdigest(t.encode()) for t in re.findall(r"\w+", lowered)]
+        units = [token_hash(t) for t in re.findall(r"\w+", lowered)]
     windows = [units[i:i + ngram] for i in range(len(units) - ngram + 1)] if len(units) >= ngram else [units]
     sig = np.full(len(a), 0xFFFFFFFF, dtype=np.uint64)
     for window in windows:

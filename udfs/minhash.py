@@ -10,7 +10,9 @@ One compiled pass per document produces
 
 Shingles
     *word* mode: tokens are maximal runs of Unicode word characters (``\\w``: letters, digits,
-    ``_``) of the lowercased text; each token is hashed with xxHash64 (seed 0), and every window
+    ``_``) of the lowercased text; a token's hash folds its UTF-8 bytes ``c`` as
+    ``h = (h ^ c) * P1 (mod 2**64)`` from ``h = P5`` (FNV-1a's shape with xxHash64's primes,
+    computed while scanning, with no second pass) and finishes with xxHash64's avalanche; every window
     of ``n`` consecutive token hashes ``t1..tn`` becomes one shingle hash
     ``avalanche64(round(...round(P5, t1)..., tn) + n)`` using xxHash64's round and finaliser.
     A document with ``0 < k < n`` tokens yields exactly one shingle over its ``k`` tokens, so
@@ -42,7 +44,7 @@ import pyarrow as pa
 from numba import njit
 
 from udfs.arrow_buffers import string_buffers
-from udfs.hashing import P5, _round, avalanche64, xxh64
+from udfs.hashing import P1, P5, _round, avalanche64, xxh64
 from udfs.text import CHAR_CLASSES, SPACE, WORD, decode_utf8, lowercase
 
 SIGNATURE_VERSION = 1
@@ -80,8 +82,8 @@ def _min_hash(values, count, a_lo, a_hi, b, sig):
     """
     mask = np.uint64(0xFFFFFFFF)
     for p in range(sig.shape[0]):
-        lo_coef = a_lo[p]
-        hi_coef = a_hi[p]
+        lo_coef = np.uint64(a_lo[p])
+        hi_coef = np.uint64(a_hi[p])
         bp = b[p]
         m = np.uint32(0xFFFFFFFF)
         for k in range(count):
@@ -94,8 +96,9 @@ def _min_hash(values, count, a_lo, a_hi, b, sig):
 @njit(cache=True)
 def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                       sigs, exact_hi, exact_lo, n_shingles, norm_len):
-    a_lo = a & np.uint64(0xFFFFFFFF)
-    a_hi = a >> np.uint64(32)
+    a_lo = (a & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    a_hi = (a >> np.uint64(32)).astype(np.uint32)
+    word_mode = not char_mode
     n_docs = offsets.shape[0] - 1
     longest = 0
     for d in range(n_docs):
@@ -110,42 +113,52 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
             continue
         start = offsets[d]
         end = offsets[d + 1]
-        # Pass 1: normalised bytes (for the exact hash) and, in word mode, the tokens.
+        # One pass: normalised bytes (for the exact hash) and, in word mode, the shingles.
         length = 0
         pending_space = False
         tokens = 0
         shingles = 0
-        token_start = -1
+        in_token = False
+        token_hash = P5
         i = start
-        while i <= end:
-            if i < end:
-                cp, width = decode_utf8(data, i, end)
-                cls = classes[cp]
+        while i < end:
+            byte = data[i]
+            if byte < 0x80:
+                cp, width = np.int64(byte), 1
             else:
-                cp, width, cls = 0, 1, SPACE  # sentinel: closes a trailing token
-            if not char_mode:
+                cp, width = decode_utf8(data, i, end)
+            cls = classes[cp]
+            if cls == SPACE:
+                pending_space = length > 0
+            else:
+                if pending_space:
+                    scratch[length] = 32
+                    length += 1
+                    pending_space = False
+                for k in range(width):
+                    scratch[length + k] = data[i + k]
+                length += width
+            if word_mode:
                 if cls == WORD:
-                    if token_start < 0:
-                        token_start = i
-                elif token_start >= 0:
-                    token_hashes[tokens] = xxh64(data, token_start, i, 0)
+                    if not in_token:
+                        in_token = True
+                        token_hash = P5
+                    for k in range(width):
+                        token_hash = (token_hash ^ np.uint64(data[i + k])) * P1
+                elif in_token:
+                    in_token = False
+                    token_hashes[tokens] = avalanche64(token_hash)
                     tokens += 1
-                    token_start = -1
                     if tokens >= ngram:
                         values[shingles] = _shingle_value(token_hashes, tokens, ngram)
                         shingles += 1
-            if i < end:
-                if cls == SPACE:
-                    pending_space = length > 0
-                else:
-                    if pending_space:
-                        scratch[length] = 32
-                        length += 1
-                        pending_space = False
-                    for k in range(width):
-                        scratch[length] = data[i + k]
-                        length += 1
             i += width
+        if in_token:
+            token_hashes[tokens] = avalanche64(token_hash)
+            tokens += 1
+            if tokens >= ngram:
+                values[shingles] = _shingle_value(token_hashes, tokens, ngram)
+                shingles += 1
         if char_mode:
             j = 0
             while j < length:
