@@ -72,6 +72,17 @@ def _shingle_value(tokens, end, n_in_window):
 
 
 @njit(inline="always")
+def _close_token(token_hash, token_hashes, tokens, values, shingles, ngram):
+    """Record a finished token; once ``ngram`` tokens exist, each new one completes a shingle."""
+    token_hashes[tokens] = avalanche64(token_hash)
+    tokens += 1
+    if tokens >= ngram:
+        values[shingles] = _shingle_value(token_hashes, tokens, ngram)
+        shingles += 1
+    return tokens, shingles
+
+
+@njit(inline="always")
 def _min_hash(values, count, a_lo, a_hi, b, sig):
     """``sig[p] = min_k h_p(values[k])`` with ``h_p(x) = ((a_p x + b_p) mod 2**64) >> 32``.
 
@@ -123,10 +134,29 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
         i = start
         while i < end:
             byte = data[i]
-            if byte < 0x80:
-                cp, width = np.int64(byte), 1
-            else:
-                cp, width = decode_utf8(data, i, end)
+            if byte < 0x80:  # ASCII fast path (most bytes): no decoding, no inner loops
+                cls = classes[byte]
+                if cls == SPACE:
+                    pending_space = length > 0
+                else:
+                    if pending_space:
+                        scratch[length] = 32
+                        length += 1
+                        pending_space = False
+                    scratch[length] = byte
+                    length += 1
+                if word_mode:
+                    if cls == WORD:
+                        if not in_token:
+                            in_token = True
+                            token_hash = P5
+                        token_hash = (token_hash ^ np.uint64(byte)) * P1
+                    elif in_token:
+                        in_token = False
+                        tokens, shingles = _close_token(token_hash, token_hashes, tokens, values, shingles, ngram)
+                i += 1
+                continue
+            cp, width = decode_utf8(data, i, end)
             cls = classes[cp]
             if cls == SPACE:
                 pending_space = length > 0
@@ -147,18 +177,10 @@ def _signature_kernel(offsets, data, valid, classes, ngram, char_mode, a, b,
                         token_hash = (token_hash ^ np.uint64(data[i + k])) * P1
                 elif in_token:
                     in_token = False
-                    token_hashes[tokens] = avalanche64(token_hash)
-                    tokens += 1
-                    if tokens >= ngram:
-                        values[shingles] = _shingle_value(token_hashes, tokens, ngram)
-                        shingles += 1
+                    tokens, shingles = _close_token(token_hash, token_hashes, tokens, values, shingles, ngram)
             i += width
         if in_token:
-            token_hashes[tokens] = avalanche64(token_hash)
-            tokens += 1
-            if tokens >= ngram:
-                values[shingles] = _shingle_value(token_hashes, tokens, ngram)
-                shingles += 1
+            tokens, shingles = _close_token(token_hash, token_hashes, tokens, values, shingles, ngram)
         if char_mode:
             j = 0
             while j < length:
