@@ -60,6 +60,7 @@ TOKENIZED = StructType([
     StructField("status", IntegerType(), False),
     StructField("n_content", LongType(), False),   # tokens the tokenizer produced
     StructField("n_dropped", LongType(), False),   # content tokens cut by --max-doc-tokens
+    StructField("n_stream", LongType(), False),    # len(ids): counted without reading ids
     StructField("ids", ArrayType(IntegerType(), False), False),  # BOS? + content + EOS
 ])
 

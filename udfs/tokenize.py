@@ -159,5 +159,6 @@ def tokenize_batch(texts: pa.Array, spec: StreamSpec) -> pa.RecordBatch:
     n_dropped[chosen] = dropped
     id_lists = pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(ids, type=pa.int32()))
     return pa.RecordBatch.from_arrays(
-        [pa.array(hi), pa.array(lo), pa.array(status), pa.array(n_content), pa.array(n_dropped), id_lists],
-        names=["key_hi", "key_lo", "status", "n_content", "n_dropped", "ids"])
+        [pa.array(hi), pa.array(lo), pa.array(status), pa.array(n_content), pa.array(n_dropped),
+         pa.array(all_counts), id_lists],
+        names=["key_hi", "key_lo", "status", "n_content", "n_dropped", "n_stream", "ids"])

@@ -67,6 +67,9 @@ def _parquet_rows(path: str, token_dtype: str) -> dict[str, np.ndarray]:
     for name in FEATURES:
         col = table.column(name).combine_chunks()
         flat = col.flatten().to_numpy()
+        lengths = set(np.diff(col.offsets.to_numpy()).tolist())
+        if len(lengths) > 1:
+            raise CorruptShardError(path, 0, f"rows of different lengths {sorted(lengths)[:5]}")
         out[name] = flat.reshape(len(col), -1) if len(col) else flat.reshape(0, 0)
     return out
 
