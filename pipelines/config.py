@@ -74,6 +74,9 @@ class DedupConfig:
     keep: KeepPolicy = KeepPolicy.SMALLEST_ID
     keep_priority_column: str | None = None
     max_cc_rounds: int = 100
+    # Up to this many removed ids (8 bytes each) are broadcast to filter the texts in place;
+    # beyond it the final anti-join shuffles the kept documents once.
+    broadcast_removed_ids: int = 5_000_000
     spark: SparkConfig = field(default_factory=SparkConfig)
 
     def __post_init__(self) -> None:

@@ -145,7 +145,11 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         duplicates = spark.read.parquet(out.path("duplicates"))
 
     with timer.stage("write"):
-        kept = documents.join(duplicates.select(DOC_ID), DOC_ID, "left_anti")
+        removed_ids = duplicates.select(DOC_ID)
+        if removed_ids.count() <= cfg.broadcast_removed_ids:
+            # A broadcast anti-join keeps the texts where they are: a map-only pass, no shuffle.
+            removed_ids = F.broadcast(removed_ids)
+        kept = documents.join(removed_ids, DOC_ID, "left_anti")
         kept.write.parquet(out.path("data"))
 
     with timer.stage("check"):
