@@ -137,3 +137,20 @@ def test_estimates_are_unbiased_against_exact_jaccard():
         assert abs(estimates.mean() - j) < 4 * stderr, (target, estimates.mean(), j)
         # and the spread matches the binomial model (not a constant or degenerate estimator)
         assert 0.5 < estimates.std() / np.sqrt(j * (1 - j) / 256) < 1.5
+
+
+def test_signatures_are_bit_for_bit_stable():
+    """Signatures are persisted: any change to tokens, hashes or permutations must bump
+    SIGNATURE_VERSION and update these digests deliberately."""
+    from udfs.minhash import SIGNATURE_VERSION
+
+    a, b = permutations(256, 42)
+    texts = pa.array(["The quick brown fox jumps over the lazy dog, again and again!",
+                      "def f(x):\n    return x_1 + 2  # ünïcödé straße", "short", "日本語のテキスト、句読点。 and mixed"])
+    words = compute_signatures(texts, ngram=5, char_ngrams=False, a=a, b=b)
+    chars = compute_signatures(texts, ngram=5, char_ngrams=True, a=a, b=b)
+    assert SIGNATURE_VERSION == 1
+    assert xxhash.xxh64_hexdigest(words.signatures.tobytes()) == "76de562e0ba43444"
+    assert xxhash.xxh64_hexdigest(chars.signatures.tobytes()) == "e9b92c3c103c21b2"
+    assert [int(h) for h in words.exact_hash_hi] == [
+        0xCCF85F0F4DB14814, 0x6DD22CB2C8487FDA, 0xA4DBB3294161A9A4, 0x884CE8F68DC45DA4]
