@@ -4,16 +4,16 @@ One compiled pass per document produces
 
 * the **exact hash** — two xxHash64 digests (seeds 0 and 1, 128 bits together) of the
   *normalised* text: lowercased (Arrow's ``utf8_lower``: the simple per-code-point Unicode
-  case mapping), runs of whitespace collapsed to one space,
-  leading/trailing whitespace dropped. Two documents with equal digests are exact copies;
+  case mapping), runs of whitespace collapsed to one space, leading/trailing whitespace
+  dropped. Two documents with equal digests are exact copies;
 * the **shingle count** and the **MinHash signature** of the shingle set.
 
 Shingles
     *word* mode: tokens are maximal runs of Unicode word characters (``\\w``: letters, digits,
     ``_``) of the lowercased text; a token's hash folds its UTF-8 bytes ``c`` as
     ``h = (h ^ c) * P1 (mod 2**64)`` from ``h = P5`` (FNV-1a's shape with xxHash64's primes,
-    computed while scanning, with no second pass) and finishes with xxHash64's avalanche; every window
-    of ``n`` consecutive token hashes ``t1..tn`` becomes one shingle hash
+    computed during the scan, no second pass) and ends with xxHash64's avalanche; every
+    window of ``n`` consecutive token hashes ``t1..tn`` becomes one shingle hash
     ``avalanche64(round(...round(P5, t1)..., tn) + n)`` using xxHash64's round and finaliser.
     A document with ``0 < k < n`` tokens yields exactly one shingle over its ``k`` tokens, so
     short documents get their own signature instead of a shared "empty" one.
@@ -32,7 +32,12 @@ MinHash
     callers must not put it into LSH.
 
 Stability: signatures are persisted, so the tokeniser, hash and permutation draw above are
-part of the on-disk format. Changing any of them requires a new ``SIGNATURE_VERSION``.
+part of the on-disk format, pinned by a golden test. Changing any of them requires a new
+``SIGNATURE_VERSION``.
+
+Speed: the scan is one pass with an ASCII fast path; the MinHash loop runs permutations
+outside and shingles inside, a min-reduction that vectorises (about 5 G hash evaluations
+per second per core on AVX2), and is most of the cost at 256 permutations.
 """
 
 from __future__ import annotations
