@@ -152,3 +152,31 @@ class PackConfig:
         specials = 2 if self.tokenizer.bos_token else 1
         if self.max_doc_tokens is not None and self.max_doc_tokens <= specials:
             raise ValueError(f"--max-doc-tokens must exceed the {specials} special token(s) per document")
+
+
+# ---------------------------------------------------------------------------------------
+# End to end (jobs/prepare.py)
+
+PREPARE_STAGES = ("dedup", "pack", "report")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """``OUTPUT/dedup`` (``dedup``) → ``OUTPUT/pack`` (``pack``, reading the dedup output) → ``OUTPUT/report.html``.
+
+    A stage whose verified output already exists for the same settings and input is skipped
+    unless ``force``; ``stages`` runs a subset (in pipeline order).
+    """
+
+    output: str
+    dedup: DedupConfig
+    pack: PackConfig
+    stages: tuple[str, ...] = PREPARE_STAGES
+    force: bool = False
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.stages) - set(PREPARE_STAGES)
+        if not self.stages or unknown:
+            raise ValueError(f"--stages must be a non-empty subset of {','.join(PREPARE_STAGES)}; "
+                             f"unknown: {','.join(sorted(unknown))}")
