@@ -1,0 +1,146 @@
+"""The dedup job's report: ``DIR/report.html`` and ``DIR/report/*.png`` beside ``stats.json``.
+
+Besides ``stats.json`` it needs two things only the finished output can tell: the distribution
+of cluster sizes and the members of the largest clusters. Removed documents are not stored
+with their text, so their excerpts come from re-reading the input (ids are deterministic, so
+the same documents get the same ids) and keeping only the few ids shown. The gathered data
+goes to ``report/clusters.json``, from which ``jobs/prepare.py`` builds its own page without Spark.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+
+from pipelines.config import DedupConfig
+from pipelines.ids import assign_doc_ids
+from pipelines.io.readers import read_corpus
+from pipelines.prepare.fs import Fs
+from pipelines.report import charts
+from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
+from schemas.tables import DOC_ID
+from udfs.lsh import collision_probability
+
+TOP_CLUSTERS = 5
+MEMBERS_SHOWN = 5  # survivor included
+EXCERPT_CHARS = 280
+IMAGES = {"s_curve": "s_curve.png", "cluster_sizes": "cluster_sizes.png", "stages": "dedup_stages.png"}
+
+
+def cluster_data(spark: SparkSession, cfg: DedupConfig, root: str) -> dict:
+    """Cluster-size histogram and the largest clusters with member excerpts, from a dedup output at ``root``."""
+    dups = spark.read.parquet(f"{root}/duplicates")
+    sizes = dups.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"))
+    histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
+    largest = sizes.orderBy(F.desc("size"), "cluster_id").limit(TOP_CLUSTERS).collect()
+    if not largest:
+        return {"histogram": [], "largest": []}
+    ids = [r["cluster_id"] for r in largest]
+    order = Window.partitionBy("cluster_id").orderBy(F.desc("similarity"), DOC_ID)
+    shown = (dups.filter(F.col("cluster_id").isin(ids))
+             .withColumn("k", F.row_number().over(order)).filter(F.col("k") < MEMBERS_SHOWN)
+             .select(DOC_ID, "cluster_id", "similarity", "match").collect())
+    texts = _texts(spark, cfg, ids + [r[DOC_ID] for r in shown])
+    clusters = []
+    for row in largest:
+        cid = row["cluster_id"]
+        members = [{"doc_id": cid, "role": "survivor", "similarity": None, "text": texts.get(cid)}]
+        members += [{"doc_id": m[DOC_ID], "role": m["match"], "similarity": round(m["similarity"], 4),
+                     "text": texts.get(m[DOC_ID])}
+                    for m in sorted((m for m in shown if m["cluster_id"] == cid),
+                                    key=lambda m: (-m["similarity"], m[DOC_ID]))]
+        clusters.append({"cluster_id": cid, "size": row["size"], "members": members})
+    return {"histogram": [list(h) for h in histogram], "largest": clusters}
+
+
+def _texts(spark: SparkSession, cfg: DedupConfig, ids: list[int]) -> dict[int, str]:
+    corpus = read_corpus(spark, cfg.input)
+    documents, _ = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column)
+    rows = (documents.filter(F.col(DOC_ID).isin(ids))
+            .select(DOC_ID, F.substring(F.col(f"`{corpus.text_column}`"), 1, 2 * EXCERPT_CHARS).alias("t"))
+            .collect())
+    return {r[DOC_ID]: r["t"] for r in rows}
+
+
+def images(stats: dict, clusters: dict) -> dict[str, bytes]:
+    threshold = stats["config"]["lsh"]["threshold"]
+    return {IMAGES["s_curve"]: charts.s_curve(stats["bands"], stats["rows"], threshold),
+            IMAGES["cluster_sizes"]: charts.cluster_sizes([tuple(h) for h in clusters["histogram"]]),
+            IMAGES["stages"]: charts.stage_seconds(stats["stage_seconds"], "Dedup: seconds per stage")}
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} ({part / whole:.1%})" if whole else f"{part:,}"
+
+
+def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bool = True) -> list[Raw]:
+    """The dedup part of a page; ``image_dir`` is where ``images()`` were written, relative to the page.
+
+    ``stage_chart=False`` where the page already charts every stage's time (the run report).
+    """
+    lsh = stats["config"]["lsh"]
+    docs = stats["documents"]
+    summary = section(
+        "Deduplication",
+        key_values([
+            ("input records", stats["input_records"]),
+            ("rejected (unreadable)", stats["rejected"]),
+            ("documents", docs),
+            ("empty texts (kept, not compared)", stats["empty"]),
+            ("exact duplicates removed", Raw(_share(stats["exact_duplicates"], docs))),
+            ("near duplicates removed", Raw(_share(stats["near_duplicates"], docs))),
+            ("documents kept", Raw(_share(stats["kept"], docs))),
+            ("duplicate clusters", stats["clusters"]),
+            ("largest cluster", stats["largest_cluster"]),
+        ]))
+    p_t = collision_probability(lsh["threshold"], stats["bands"], stats["rows"])
+    banding = section(
+        "LSH banding",
+        paragraph(f"{stats['bands']} bands of {stats['rows']} rows over "
+                  f"{stats['config']['minhash']['num_perm']} MinHash values. A pair at the threshold "
+                  f"{lsh['threshold']:g} becomes a candidate with probability {float(p_t):.3f}; candidates are "
+                  + ("then checked against the full signatures." if lsh["verify"] else "kept unchecked (--no-verify).")),
+        figure(f"{image_dir}/{IMAGES['s_curve']}", "Probability that a pair of a given Jaccard similarity "
+               "is compared; dashed line: the threshold.", "LSH S-curve"),
+        key_values([("candidate pairs", stats["candidate_edges"]),
+                    ("pairs at or above the threshold", stats["verified_edges"]),
+                    ("candidate pairs below the threshold", stats["edges_below_threshold"]),
+                    ("connected-component rounds", stats["cc_rounds"])]))
+    parts = [summary, banding]
+    if clusters is not None:
+        parts.append(section("Cluster sizes", figure(f"{image_dir}/{IMAGES['cluster_sizes']}",
+                                                     "How many clusters have each size (log scale).",
+                                                     "cluster-size histogram")))
+        parts.append(_largest(clusters))
+    if stage_chart:
+        parts.append(section("Dedup stage times",
+                             figure(f"{image_dir}/{IMAGES['stages']}", "Wall-clock seconds of each dedup stage.",
+                                    "dedup stage times")))
+    return parts
+
+
+def _largest(clusters: dict) -> Raw:
+    if not clusters["largest"]:
+        return section("Largest clusters", paragraph("No duplicates were found.", "note"))
+    parts = [paragraph(f"The {len(clusters['largest'])} largest clusters; up to {MEMBERS_SHOWN} members each "
+                       "(the survivor first, then removed members by similarity).", "note")]
+    for rank, c in enumerate(clusters["largest"], 1):
+        parts.append(heading(f"#{rank}: {c['size']:,} documents"))
+        rows = [[m["role"], Raw(str(m["doc_id"])), m["similarity"], excerpt(m["text"], EXCERPT_CHARS)]
+                for m in c["members"]]
+        parts.append(table(["member", "doc_id", "similarity", "excerpt"], rows, {"similarity"}))
+    return section("Largest clusters", *parts)
+
+
+def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out, stats: dict) -> None:
+    """Write the report into an unpublished output (``pipelines.io.publish.OutputDir``)."""
+    clusters = cluster_data(spark, cfg, out.staging)
+    fs = Fs(spark)
+    for name, data in images(stats, clusters).items():
+        fs.write_bytes(out.path("report", name), data)
+    fs.write_bytes(out.path("report", "clusters.json"),
+                   (json.dumps(clusters, indent=1, sort_keys=True) + "\n").encode())
+    html = page("Deduplication report", f"{stats['input']} → {cfg.output}", sections(stats, clusters, "report"))
+    fs.write_bytes(out.path("report.html"), html.encode())
