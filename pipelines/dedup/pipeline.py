@@ -24,6 +24,7 @@ from pipelines.dedup.verify import score_edges, verified
 from pipelines.ids import assign_doc_ids
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
+from pipelines.report.dedup import write_dedup_report
 from pipelines.spark_session import get_spark
 from pipelines.timing import StageTimer
 from schemas.enforce import conform
@@ -74,6 +75,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         out.delete(out.path("_work"))
         stats["stage_seconds"] = timer.seconds
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        write_dedup_report(spark, cfg, out, stats)  # report.html + report/ beside stats.json
         out.publish()
     except BaseException:
         out.abandon()
