@@ -39,7 +39,7 @@ def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
 
 
 def dedup_parser() -> argparse.ArgumentParser:
-    mh, lsh = MinHashConfig(), LshConfig()
+    mh, lsh, dd = MinHashConfig(), LshConfig(), DedupConfig
     p = argparse.ArgumentParser(
         prog="jobs/dedup.py",
         description="Remove exact and near-duplicate documents (MinHash LSH, verified edges, "
@@ -61,6 +61,10 @@ def dedup_parser() -> argparse.ArgumentParser:
                    help="survivor of each cluster")
     p.add_argument("--keep-priority", metavar="COLUMN", default=None,
                    help="keep the member with the highest value of COLUMN (ties: smallest id)")
+    p.add_argument("--hub-degree", type=int, default=dd.hub_degree,
+                   help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
+    p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
+                   help="clusters of this many documents are listed in stats.json (giant_clusters)")
     add_spark_arguments(p)
     return p
 
@@ -76,5 +80,7 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
         lsh=LshConfig(threshold=args.threshold, bands=args.bands, rows=args.rows, verify=not args.no_verify),
         keep=keep,
         keep_priority_column=args.keep_priority,
+        hub_degree=args.hub_degree,
+        giant_cluster_size=args.giant_cluster_size,
         spark=spark_config(args, "corpus-prep-dedup"),
     )

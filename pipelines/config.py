@@ -73,6 +73,11 @@ class DedupConfig:
     lsh: LshConfig = field(default_factory=LshConfig)
     keep: KeepPolicy = KeepPolicy.SMALLEST_ID
     keep_priority_column: str | None = None
+    # Keys (nodes, clusters, exact-copy groups) with at least this many rows are joined by
+    # broadcast instead of a shuffle, so no task receives a whole hub (pipelines/dedup/skew.py).
+    hub_degree: int = 10_000
+    # Clusters of at least this many documents are listed in stats.json (giant_clusters).
+    giant_cluster_size: int = 10_000
     max_cc_rounds: int = 100
     # Up to this many removed ids (8 bytes each) are broadcast to filter the texts in place;
     # beyond it the final anti-join shuffles the kept documents once.
@@ -90,6 +95,8 @@ class DedupConfig:
             raise ValueError("--keep priority needs --keep-priority COLUMN")
         if self.minhash.ngram < 1:
             raise ValueError("--ngram must be at least 1")
+        if self.hub_degree < 2 or self.giant_cluster_size < 2:
+            raise ValueError("--hub-degree and --giant-cluster-size must be at least 2")
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ one star per component centred on its minimum id, in O(log² n) rounds (in pract
 long chains are the slow case). Each round is written to Parquet and read back, cutting the
 lineage; the loop stops exactly when a round leaves the edge set unchanged.
 
-Every step is a group-by on ids plus a join — no node's neighbour list is ever collected into
-one row, so high-degree nodes do not need to fit in a task's memory as a Python object.
+Every step is a group-by on ids (a streaming partial aggregate, whatever a node's degree) plus
+a join of edges to one ``m`` per node — no node's neighbour list is ever collected into one
+row. The join is where a hub would concentrate: nodes of degree ``>= hub_degree`` have their
+``m`` broadcast instead (``pipelines.dedup.skew``), so no task receives a hub's neighbour list.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.config import DedupConfig
+from pipelines.dedup.skew import hub_join
 from schemas.tables import DOC_ID
 
 
@@ -38,26 +42,26 @@ def canonical(edges: DataFrame) -> DataFrame:
             .filter(F.col("src") != F.col("dst")).distinct())
 
 
-def large_star(edges: DataFrame) -> DataFrame:
+def large_star(edges: DataFrame, hub_degree: int) -> DataFrame:
     both = edges.select(F.col("src").alias("node"), F.col("dst").alias("nbr")).unionByName(
         edges.select(F.col("dst").alias("node"), F.col("src").alias("nbr")))
-    smallest = both.groupBy("node").agg(F.least(F.col("node"), F.min("nbr")).alias("m"))
-    return (both.filter(F.col("nbr") > F.col("node")).join(smallest, "node")
+    smallest = both.groupBy("node").agg(F.least(F.col("node"), F.min("nbr")).alias("m"),
+                                        F.count(F.lit(1)).alias("degree"))
+    larger = both.filter(F.col("nbr") > F.col("node"))
+    return (hub_join(larger, smallest, "node", "degree", hub_degree)
             .select(F.col("nbr").alias("src"), F.col("m").alias("dst")).distinct())
 
 
-def small_star(edges: DataFrame) -> DataFrame:
-    smallest = edges.groupBy("src").agg(F.min("dst").alias("m"))
-    leaves = (edges.join(smallest, "src").filter(F.col("dst") != F.col("m"))
+def small_star(edges: DataFrame, hub_degree: int) -> DataFrame:
+    smallest = edges.groupBy("src").agg(F.min("dst").alias("m"), F.count(F.lit(1)).alias("degree"))
+    leaves = (hub_join(edges, smallest, "src", "degree", hub_degree).filter(F.col("dst") != F.col("m"))
               .select(F.col("dst").alias("src"), F.col("m").alias("dst")))
     centre = smallest.select("src", F.col("m").alias("dst"))
     return leaves.unionByName(centre).distinct()
 
 
-
-
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
-                         max_rounds: int) -> Components:
+                         max_rounds: int, hub_degree: int = DedupConfig.hub_degree) -> Components:
     """Label every node of ``edges`` with its component's smallest id.
 
     ``checkpoint(df, name)`` must persist ``df`` durably and return it read back.
@@ -69,7 +73,7 @@ def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str]
         if rounds >= max_rounds:
             raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
         rounds += 1
-        nxt = checkpoint(small_star(large_star(current)), f"cc-round-{rounds:03d}")
+        nxt = checkpoint(small_star(large_star(current, hub_degree), hub_degree), f"cc-round-{rounds:03d}")
         next_size = nxt.count()
         # Both sets are distinct, so equal sizes and nxt ⊆ current mean no edge changed.
         if next_size == size and nxt.join(current, ["src", "dst"], "left_anti").isEmpty():

@@ -4,6 +4,10 @@ Survivor order (highest wins, ties to the smallest id): ``smallest-id`` ranks al
 equal; ``longest`` ranks by character length; ``priority`` by the user's column. The key
 ``struct(rank, ~doc_id)`` makes "max" mean "best rank, then smallest id" (``~x = -x-1`` flips
 the order of ids without overflow), so the choice is deterministic whatever the layout.
+
+Both joins back to the members go through ``hub_join``: a group of ``hub_degree`` or more
+members (thousands of copies of one boilerplate text, a giant cluster) is broadcast rather than
+shuffled into one task.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.dedup.skew import hub_join
 from schemas.tables import DOC_ID
 
 
@@ -20,22 +25,24 @@ def survivor_key(rank: Column | str = "rank") -> Column:
 
 
 def best_of(groups: DataFrame, group_columns: list[str], alias: str) -> DataFrame:
-    """Per group, the id of its best member by :func:`survivor_key` (``groups`` has ``rank``)."""
-    return groups.groupBy(*group_columns).agg(F.max(survivor_key()).getField("id").alias(alias))
+    """Per group, the id of its best member by :func:`survivor_key` (``groups`` has ``rank``),
+    and the group's ``size``."""
+    return groups.groupBy(*group_columns).agg(F.max(survivor_key()).getField("id").alias(alias),
+                                              F.count(F.lit(1)).alias("size"))
 
 
-def exact_groups(ranked: DataFrame) -> DataFrame:
+def exact_groups(ranked: DataFrame, hub_degree: int) -> DataFrame:
     """``(doc_id, rep)`` for documents with non-empty text: ``rep`` is the best exact copy."""
     keys = ["exact_hash_hi", "exact_hash_lo"]
     reps = best_of(ranked, keys, "rep")
-    return ranked.join(reps, keys).select(DOC_ID, "rep")
+    return hub_join(ranked, reps, keys, "size", hub_degree).select(DOC_ID, "rep")
 
 
-def cluster_survivors(labels: DataFrame, ranks: DataFrame) -> DataFrame:
+def cluster_survivors(labels: DataFrame, ranks: DataFrame, hub_degree: int) -> DataFrame:
     """``(doc_id, survivor)`` for every node of the component labels ``(doc_id, root)``."""
     ranked = labels.join(ranks, DOC_ID)
     best = best_of(ranked, ["root"], "survivor")
-    return labels.join(best, "root").select(DOC_ID, "survivor")
+    return hub_join(labels, best, "root", "size", hub_degree).select(DOC_ID, "survivor")
 
 
 def strongest_links(edges: DataFrame) -> DataFrame:
@@ -45,3 +52,22 @@ def strongest_links(edges: DataFrame) -> DataFrame:
     best = both.groupBy(DOC_ID).agg(
         F.max(F.struct("similarity", F.bitwise_not("nbr"), F.col("nbr").alias("id"))).alias("best"))
     return best.select(DOC_ID, F.col("best.id").alias("linked_to"), F.col("best.similarity").alias("similarity"))
+
+
+def cluster_sizes(duplicates: DataFrame, sample: int = 5) -> DataFrame:
+    """``(cluster_id, size, sample_ids)`` per cluster of the ``DUPLICATES`` table.
+
+    ``size`` counts the survivor too. ``sample_ids`` are the removed members minimising each of
+    ``sample`` seeded hashes: deterministic, and computed by streaming aggregates, so no
+    cluster's member list is ever built however large the cluster is.
+    """
+    picks = [F.min_by(DOC_ID, F.xxhash64(F.lit(k), F.col(DOC_ID))) for k in range(sample)]
+    return duplicates.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"),
+                                                F.sort_array(F.array_distinct(F.array(*picks))).alias("sample_ids"))
+
+
+def giant_clusters(sizes: DataFrame, min_size: int, listed: int = 20) -> list[dict]:
+    """The (at most ``listed``) largest clusters of ``min_size`` or more documents, largest first."""
+    rows = (sizes.filter(F.col("size") >= min_size).orderBy(F.desc("size"), "cluster_id")
+            .limit(listed).collect())
+    return [{"cluster_id": r["cluster_id"], "size": r["size"], "sample_ids": list(r["sample_ids"])} for r in rows]

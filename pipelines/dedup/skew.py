@@ -1,0 +1,26 @@
+"""Joins against a per-key table when a few keys carry a large share of the rows.
+
+Connected components and survivor choice join rows (edges, cluster members) to one row per
+key (a node's smallest neighbour, a cluster's survivor). A shuffled join sends every row of a
+key to one task, so a hub with hundreds of thousands of neighbours — a boilerplate-driven
+giant cluster — becomes one long task holding the whole neighbour list. Here the per-key rows
+of *heavy* keys (``weight >= threshold``; at most ``total rows / threshold`` of them) are
+broadcast and joined where the rows already are, with no shuffle of the heavy rows; only the
+light keys go through the shuffled join, whose largest key is then below ``threshold`` rows.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: str, threshold: int) -> DataFrame:
+    """``rows ⋈ per_key`` on ``key`` (inner), ``per_key``'s ``weight`` column dropped."""
+    keys = [key] if isinstance(key, str) else key
+    heavy = F.col(weight) >= threshold
+    hubs = per_key.filter(heavy).drop(weight)
+    light = per_key.filter(~heavy).drop(weight)
+    at_hubs = rows.join(F.broadcast(hubs), keys)
+    elsewhere = rows.join(F.broadcast(hubs.select(*keys)), keys, "left_anti").join(light, keys)
+    return at_hubs.unionByName(elsewhere)
