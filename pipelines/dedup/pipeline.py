@@ -16,10 +16,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
 from pipelines.config import DedupConfig, KeepPolicy
+from pipelines.dedup.checkpoints import Checkpoints, run_key
 from pipelines.dedup.components import connected_components
 from pipelines.dedup.lsh import band_rows, candidate_edges
 from pipelines.dedup.signatures import signature_scan
-from pipelines.dedup.survivors import cluster_survivors, exact_groups, strongest_links
+from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
+                                       strongest_links)
 from pipelines.dedup.verify import score_edges, verified
 from pipelines.ids import assign_doc_ids
 from pipelines.io.publish import OutputDir
@@ -69,26 +71,28 @@ def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer()
-    out = OutputDir(spark, cfg.output, cfg.overwrite)
+    settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
+    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
+    checkpoint = Checkpoints(spark, out)
     try:
-        stats = _run(spark, cfg, out, timer)
+        stats = _run(spark, cfg, out, checkpoint, timer)
         out.delete(out.path("_work"))
         stats["stage_seconds"] = timer.seconds
+        stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
+                            "checkpoints_discarded": checkpoint.discarded}
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
         write_dedup_report(spark, cfg, out, stats)  # report.html + report/ beside stats.json
         out.publish()
-    except BaseException:
-        out.abandon()
+    except BaseException as err:
+        # Verified checkpoints outlive a failed run (a rerun reuses them), unless the input or the
+        # result itself was at fault.
+        out.abandon(keep_work=not isinstance(err, (InputError, AccountingError)))
         raise
     return DedupResult(cfg.output, stats)
 
 
-def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTimer) -> dict:
-    def checkpoint(df: DataFrame, name: str) -> DataFrame:
-        path = out.path("_work", name)
-        df.write.mode("overwrite").parquet(path)
-        return spark.read.parquet(path)
-
+def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
+         timer: StageTimer) -> dict:
     with timer.stage("read"):
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
@@ -117,7 +121,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         else:
             ranks = sigs.select(DOC_ID, F.lit(0).alias("rank"))
         non_empty = sigs.filter(F.col("normalized_length") > 0)
-        exact = checkpoint(exact_groups(non_empty.join(ranks, DOC_ID)), "exact")
+        exact = checkpoint(exact_groups(non_empty.join(ranks, DOC_ID), cfg.hub_degree), "exact")
         lsh_input = (non_empty.filter(F.col("n_shingles") > 0)
                      .join(exact.filter(F.col(DOC_ID) == F.col("rep")).select(DOC_ID), DOC_ID))
 
@@ -129,10 +133,11 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         scored = checkpoint(score_edges(candidates, lsh_input, cfg.minhash.num_perm), "scored")
         kept_edges = verified(scored, cfg.lsh.threshold, cfg.lsh.verify)
     with timer.stage("components"):
-        components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds)
+        components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
+                                          cfg.hub_degree)
 
     with timer.stage("survivors"):
-        survivors = checkpoint(cluster_survivors(components.labels, ranks), "survivors")
+        survivors = checkpoint(cluster_survivors(components.labels, ranks, cfg.hub_degree), "survivors")
         near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
                 .join(strongest_links(kept_edges), DOC_ID)
                 .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
@@ -157,9 +162,10 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
     with timer.stage("check"):
         written = spark.read.parquet(out.path("data"))
         counts = _check_accounting(written, duplicates, n_documents)
-        clusters = (duplicates.groupBy("cluster_id").count()
-                    .agg(F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest"))
-                    .first())
+        sizes = cluster_sizes(duplicates)
+        clusters = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("size").alias("largest"),
+                             F.count_if(F.col("size") >= cfg.giant_cluster_size).alias("giant")).first()
+        giants = giant_clusters(sizes, cfg.giant_cluster_size)
         edge_counts = scored.agg(F.count(F.lit(1)).alias("candidates"),
                                  F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
 
@@ -177,7 +183,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, timer: StageTime
         "near_duplicates": counts["near"],
         "kept": counts["kept"],
         "clusters": clusters["clusters"] or 0,
-        "largest_cluster": (clusters["largest"] or 0) + 1 if clusters["clusters"] else 0,
+        "largest_cluster": clusters["largest"] or 0,
+        "giant_cluster_count": clusters["giant"],
+        "giant_clusters": giants,
         "bands": bands,
         "rows": rows,
         "candidate_edges": edge_counts["candidates"],

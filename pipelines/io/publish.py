@@ -1,10 +1,16 @@
 """Atomic publication of an output directory through Hadoop's FileSystem API.
 
 A job writes everything under a staging directory beside the final path
-(``.NAME.staging-RUNID``), writes ``_SUCCESS`` there only after its own checks pass, and
+(``.NAME.staging-KEY``), writes ``_SUCCESS`` there only after its own checks pass, and
 renames the whole directory into place. A crashed run therefore never leaves a directory at ``--output`` that
 looks complete, and the same code works for local paths, HDFS and ``gs://`` (where the rename
 is a copy, but ``_SUCCESS`` still marks completion).
+
+``KEY`` is random unless the caller names the run: a job that passes a fingerprint of its input
+and settings finds the staging directory of an earlier crashed run of the same command
+(``resumed``); everything there except its ``_work`` checkpoints is cleared, and the
+checkpoints are only reused after verification (``pipelines.dedup.checkpoints``). Two runs of
+the same command must therefore not run at the same time.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ class OutputExists(FileExistsError):
 
 
 class OutputDir:
-    def __init__(self, spark: SparkSession, final: str, overwrite: bool) -> None:
+    def __init__(self, spark: SparkSession, final: str, overwrite: bool, run_key: str | None = None) -> None:
         jvm = spark.sparkContext._jvm
         self._jvm = jvm
         self._Path = jvm.org.apache.hadoop.fs.Path
@@ -32,7 +38,10 @@ class OutputDir:
         parent, name = self.final.rsplit("/", 1) if "/" in self.final else (".", self.final)
         self._parent, self._name = parent, name
         self.run_id = uuid.uuid4().hex[:12]
-        self.staging = f"{parent}/.{name}.staging-{self.run_id}"
+        self.staging = f"{parent}/.{name}.staging-{run_key or self.run_id}"
+        self.resumed = self.exists(self.staging)
+        if self.resumed:
+            self._clear_all_but_work()
         self._fs.mkdirs(self._Path(self.staging))
 
     def path(self, *parts: str) -> str:
@@ -46,6 +55,17 @@ class OutputDir:
         stream = self._fs.create(self._Path(self.path(relative)), True)
         try:
             stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def read_text(self, relative: str) -> str | None:
+        """A small file inside the staging directory, or ``None`` if it does not exist."""
+        path = self._Path(self.path(relative))
+        if not self._fs.exists(path):
+            return None
+        stream = self._fs.open(path)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
         finally:
             stream.close()
 
@@ -69,6 +89,14 @@ class OutputDir:
             self._fs.delete(old, True)
         return self.final
 
-    def abandon(self) -> None:
-        """Remove the staging directory after a failure."""
-        self._fs.delete(self._Path(self.staging), True)
+    def abandon(self, keep_work: bool = False) -> None:
+        """Remove the staging directory after a failure (all but ``_work`` if ``keep_work``)."""
+        if not keep_work or not self.exists(self.path("_work")):
+            self._fs.delete(self._Path(self.staging), True)
+        else:
+            self._clear_all_but_work()
+
+    def _clear_all_but_work(self) -> None:
+        for status in self._fs.listStatus(self._Path(self.staging)):
+            if status.getPath().getName() != "_work":
+                self._fs.delete(status.getPath(), True)

@@ -1,0 +1,104 @@
+"""Verified checkpoints: what a rerun may reuse after a crash, and how it knows it is intact.
+
+Every intermediate table is written as Parquet under ``<staging>/_work/NAME`` and committed by
+a marker ``_work/NAME/_COMMITTED`` holding its row count and a content checksum (the sum of
+``xxhash64`` over all columns of all rows: order-insensitive, so independent of the file
+layout). The marker is written only after the write job committed and the data read back to
+those figures.
+
+The staging directory of a run is named by a fingerprint of its input files and settings
+(:func:`run_key`), so rerunning the same command after a crash finds the work of the crashed
+run. A checkpoint is reused only when its marker exists *and* the files still read back to the
+recorded count and checksum; a checkpoint without a marker (the crash hit its write), or one
+whose files are missing, truncated or altered, is deleted and recomputed. Every stage is
+deterministic, so a recomputed checkpoint must match the checksum of the discarded one when
+that one was committed; if it does not, nothing downstream of it is trusted either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.io.publish import OutputDir
+
+log = logging.getLogger("corpus_prep.checkpoints")
+
+MARKER = "_COMMITTED"
+# Bump when a stage's output changes meaning, so that old staging work is never reused.
+FORMAT_VERSION = 1
+
+
+def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:
+    """Fingerprint of the input files (path, size, modification time) and the result-relevant settings."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    pattern = jvm.org.apache.hadoop.fs.Path(input_path)
+    fs = pattern.getFileSystem(conf)
+    files = []
+    for status in fs.globStatus(pattern) or []:
+        listing = fs.listFiles(status.getPath(), True)
+        while listing.hasNext():
+            f = listing.next()
+            files.append((f.getPath().toString(), f.getLen(), f.getModificationTime()))
+    payload = json.dumps({"format": FORMAT_VERSION, "files": sorted(files), "settings": settings},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def content_summary(df: DataFrame) -> tuple[int, str]:
+    """``(rows, checksum)`` of a table, in one aggregate."""
+    row = df.agg(F.count(F.lit(1)).alias("rows"),
+                 F.sum(F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]).cast("decimal(38,0)"))
+                 .alias("checksum")).first()
+    return row["rows"], str(row["checksum"] or 0)
+
+
+@dataclass
+class Checkpoints:
+    """The ``checkpoint(df, name) -> DataFrame`` callback the stages use, with verified reuse."""
+
+    spark: SparkSession
+    out: OutputDir
+    reused: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)  # found but incomplete or corrupt
+    _trusted: bool = True
+
+    def __call__(self, df: DataFrame, name: str) -> DataFrame:
+        path = self.out.path("_work", name)
+        previous = self._marker(name)
+        if previous is not None and self._trusted:
+            stored = self._verified(path, previous)
+            if stored is not None:
+                self.reused.append(name)
+                return stored
+        if self.out.exists(path):
+            self.discarded.append(name)
+            log.warning("checkpoint %s is incomplete or corrupt; recomputing it", name)
+        df.write.mode("overwrite").parquet(path)
+        written = self.spark.read.parquet(path)
+        rows, checksum = content_summary(written)
+        if previous is not None and (previous["rows"], previous["checksum"]) != (rows, checksum):
+            log.warning("recomputed checkpoint %s differs from its earlier commit; later checkpoints "
+                        "will be recomputed too", name)
+            self._trusted = False
+        self.out.write_text(f"_work/{name}/{MARKER}", json.dumps({"rows": rows, "checksum": checksum}))
+        return written
+
+    def _marker(self, name: str) -> dict | None:
+        text = self.out.read_text(f"_work/{name}/{MARKER}")
+        return json.loads(text) if text is not None else None
+
+    def _verified(self, path: str, marker: dict) -> DataFrame | None:
+        try:
+            stored = self.spark.read.parquet(path)
+            if content_summary(stored) == (marker["rows"], marker["checksum"]):
+                return stored
+        except Exception as err:  # unreadable files: a truncated footer, a missing column chunk
+            log.warning("checkpoint %s cannot be read back (%s)", path, str(err).splitlines()[0])
+        return None
