@@ -129,42 +129,110 @@ def _put_varint(out, pos, v):
 
 
 @njit(cache=True, nogil=True)
-def _packed_varints(values):
-    """The payload of a packed ``repeated int64``: the values' varints, concatenated."""
+def _feature_sizes(packed, nonempty, name_len):
+    """Message sizes of one feature: ``(Int64List, Feature, map entry)``, from its varints' bytes."""
+    int64_list = 1 + _varint_size(packed) + packed if nonempty else 0
+    feature = 1 + _varint_size(int64_list) + int64_list
+    entry = 1 + _varint_size(name_len) + name_len + 1 + _varint_size(feature) + feature
+    return int64_list, feature, entry
+
+
+@njit(cache=True, nogil=True)
+def _put_u32(out, pos, v):
+    for b in range(4):
+        out[pos + b] = np.uint8((v >> np.uint32(8 * b)) & np.uint32(0xFF))
+
+
+@njit(cache=True, nogil=True)
+def _framed_examples(values, offsets, names, name_offsets, tables):
+    """One framed record per row: feature ``f`` of row ``r`` is ``values[offsets[f, r]:offsets[f, r + 1]]``.
+
+    Two passes over the values (varint sizes, then bytes), so every length prefix is known
+    before it is written and the output is allocated once.
+    """
+    k = offsets.shape[0]
+    n = offsets.shape[1] - 1
+    packed = np.zeros((k, n), dtype=np.int64)
+    for f in range(k):
+        for r in range(n):
+            size = 0
+            for i in range(offsets[f, r], offsets[f, r + 1]):
+                size += _varint_size(values[i])
+            packed[f, r] = size
+    body = np.zeros(n, dtype=np.int64)  # the Features message of each row
     total = 0
-    for k in range(values.shape[0]):
-        total += _varint_size(values[k])
+    for r in range(n):
+        for f in range(k):
+            entry = _feature_sizes(packed[f, r], offsets[f, r + 1] > offsets[f, r],
+                                   name_offsets[f + 1] - name_offsets[f])[2]
+            body[r] += 1 + _varint_size(entry) + entry
+        total += HEADER_BYTES + 1 + _varint_size(body[r]) + body[r] + FOOTER_BYTES
     out = np.empty(total, dtype=np.uint8)
     pos = 0
-    for k in range(values.shape[0]):
-        pos = _put_varint(out, pos, values[k])
+    for r in range(n):
+        length = 1 + _varint_size(body[r]) + body[r]
+        for b in range(8):
+            out[pos + b] = np.uint8((length >> (8 * b)) & 0xFF)
+        _put_u32(out, pos + 8, _mask(_crc32c(out, pos, pos + 8, tables)))
+        begin = pos + HEADER_BYTES
+        out[begin] = 0x0A  # Example.features
+        p = _put_varint(out, begin + 1, body[r])
+        for f in range(k):
+            nonempty = offsets[f, r + 1] > offsets[f, r]
+            name_len = name_offsets[f + 1] - name_offsets[f]
+            int64_list, feature, entry = _feature_sizes(packed[f, r], nonempty, name_len)
+            out[p] = 0x0A  # Features.feature map entry
+            p = _put_varint(out, p + 1, entry)
+            out[p] = 0x0A  # key
+            p = _put_varint(out, p + 1, name_len)
+            out[p:p + name_len] = names[name_offsets[f]:name_offsets[f + 1]]
+            p += name_len
+            out[p] = 0x12  # value: Feature
+            p = _put_varint(out, p + 1, feature)
+            out[p] = 0x1A  # Feature.int64_list
+            p = _put_varint(out, p + 1, int64_list)
+            if nonempty:
+                out[p] = 0x0A  # Int64List.value, packed
+                p = _put_varint(out, p + 1, packed[f, r])
+                for i in range(offsets[f, r], offsets[f, r + 1]):
+                    p = _put_varint(out, p, values[i])
+        _put_u32(out, p, _mask(_crc32c(out, begin, p, tables)))
+        pos = p + FOOTER_BYTES
     return out
 
 
-def _varint(v: int) -> bytes:
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+def example_records(features: dict[str, np.ndarray]) -> np.ndarray:
+    """TFRecord file contents (uint8): one framed ``tf.train.Example`` per row of the 2-D arrays.
+
+    Every array has the same number of rows; features are written in dict order, each row's
+    values as a packed ``int64_list``. One Numba pass for a whole shard.
+    """
+    mats = [np.asarray(m) for m in features.values()]
+    return _records(features, mats[0].shape[0] if mats else 0)
 
 
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+def _records(features: dict[str, np.ndarray], n: int) -> np.ndarray:
+    mats = [np.asarray(m) for m in features.values()]
+    if any(m.ndim != 2 or m.shape[0] != n for m in mats):
+        raise ValueError("features must be 2-D arrays with the same number of rows")
+    values = np.empty(sum(m.size for m in mats), dtype=np.int64)
+    offsets = np.empty((len(mats), n + 1), dtype=np.int64)
+    base = 0
+    for f, m in enumerate(mats):
+        values[base:base + m.size] = m.reshape(-1)
+        offsets[f] = base + np.arange(n + 1, dtype=np.int64) * m.shape[1]
+        base += m.size
+    encoded = [name.encode("utf-8") for name in features]
+    names = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    name_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=name_offsets[1:])
+    return _framed_examples(values, offsets, names, name_offsets, _TABLES)
 
 
 def encode_example(features: dict[str, np.ndarray]) -> bytes:
     """Serialize ``tf.train.Example`` with one ``int64_list`` feature per entry, in dict order."""
-    entries = []
-    for name, values in features.items():
-        arr = np.ascontiguousarray(np.asarray(values).reshape(-1)).astype(np.int64, copy=False)
-        int64_list = _field(0x0A, _packed_varints(arr).tobytes()) if arr.size else b""
-        feature = _field(0x1A, int64_list)
-        entry = _field(0x0A, name.encode("utf-8")) + _field(0x12, feature)
-        entries.append(_field(0x0A, entry))
-    return _field(0x0A, b"".join(entries))
+    one_row = {name: np.asarray(values).reshape(1, -1) for name, values in features.items()}
+    return _records(one_row, 1)[HEADER_BYTES:-FOOTER_BYTES].tobytes()
 
 
 @njit(cache=True, nogil=True)
@@ -387,5 +455,5 @@ def count_records(path: str) -> int:
     return int(scan_records(path)[1].shape[0])
 
 
-__all__ = ["CorruptShardError", "crc32c", "masked_crc32c", "encode_example", "decode_example",
+__all__ = ["CorruptShardError", "crc32c", "masked_crc32c", "example_records", "encode_example", "decode_example",
            "frame_record", "open_uri", "write_records", "read_records", "scan_records", "count_records"]
