@@ -7,8 +7,9 @@ Stages (all data stays on executors; the driver sees only counts and per-shard s
 2. **Tokenizer**: load ``--tokenizer`` or train byte-level BPE on the corpus
    (``pipelines.pack.tokenizer``); stored as ``DIR/tokenizer.json``.
 3. **Tokenize** (``mapInArrow`` over Arrow batches, ``udfs.tokenize``): one row per input
-   document with its key, status and ``[BOS] + ids + [EOS]``; written to ``_work/tokens`` in
-   the staging directory so the corpus is tokenized once and can be counted.
+   document with its key, status and ``[BOS] + ids + [EOS]`` as one ``binary`` value of the
+   token dtype (``STREAMS``); written uncompressed to ``_work/tokens`` in the staging
+   directory so the corpus is tokenized once and can be counted from its small columns.
 4. **Shard count** from the token total: ``ceil(tokens * bytes_per_slot / target)`` with
    ``bytes_per_slot = token bytes + 4`` (the uncompressed row payload), or ``--num-shards``.
 5. **Pack** (``mapInArrow``): documents hash-partitioned by key into that many partitions and
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.config import InputConfig, PackConfig
 from pipelines.io.publish import OutputDir
@@ -36,9 +38,12 @@ from pipelines.pack.shards import ShardSpec, empty_rows, pack_partition_fn, writ
 from pipelines.pack.tokenizer import TokenizerInfo, load_tokenizer_file, train_tokenizer
 from schemas.packed import (FORMAT_VERSION, SHARD_SUMMARY, TOKENIZED, shard_file, token_dtype_for,
                             validate_manifest)
-from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, tokenize_batch
+from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, ids_as_binary, tokenize_batch
 
 log = logging.getLogger("pack")
+
+# ``TOKENIZED`` with each stream as one binary value of the token dtype (``ids_as_binary``).
+STREAMS = StructType([StructField("ids", BinaryType(), False) if f.name == "ids" else f for f in TOKENIZED])
 
 
 @dataclass
@@ -99,12 +104,16 @@ def _tokenizer(cfg: PackConfig, corpus) -> TokenizerInfo:
     return train_tokenizer(corpus.documents, corpus.text_column, cfg.tokenizer)
 
 
-def _tokenize(documents: DataFrame, text_column: str, spec: StreamSpec) -> DataFrame:
-    def run(batches):
-        for batch in batches:
-            yield tokenize_batch(batch.column(0), spec)
+def _tokenize(documents: DataFrame, text_column: str, spec: StreamSpec, token_dtype: str) -> DataFrame:
+    np_dtype = ShardSpec.numpy_dtype(token_dtype)
 
-    return documents.select(F.col(text_column)).mapInArrow(run, TOKENIZED)
+    def run(batches):
+        # Spark runs one task per core; a tokenizer thread pool inside each task only oversubscribes
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        for batch in batches:
+            yield ids_as_binary(tokenize_batch(batch.column(0), spec), np_dtype)
+
+    return documents.select(F.col(text_column)).mapInArrow(run, STREAMS)
 
 
 def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes: int) -> int:
@@ -128,7 +137,8 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     t0 = time.perf_counter()
     spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
     work = out.path("_work", "tokens")
-    _tokenize(corpus.documents, corpus.text_column, spec).write.mode("overwrite").parquet(work)
+    (_tokenize(corpus.documents, corpus.text_column, spec, token_dtype)
+     .write.mode("overwrite").option("compression", "none").parquet(work))
     tokenized = spark.read.parquet(work)
     size = F.col("n_stream")
     counts = tokenized.agg(

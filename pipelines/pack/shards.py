@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from schemas.packed import SHARD_SUMMARY, shard_file, shard_schema
 from udfs.packing import PackedRows, pack, permute_rows
-from udfs.tfrecord import encode_example, frame_record, open_uri
+from udfs.tfrecord import example_records, open_uri
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,13 @@ class ShardSpec:
     compression: str
     row_group_rows: int
 
+    @staticmethod
+    def numpy_dtype(token_dtype: str):
+        return np.uint16 if token_dtype == "uint16" else np.int32
+
     @property
     def np_token_dtype(self):
-        return np.uint16 if self.token_dtype == "uint16" else np.int32
+        return self.numpy_dtype(self.token_dtype)
 
 
 def _list_column(matrix: np.ndarray) -> pa.ListArray:
@@ -65,12 +69,8 @@ def parquet_bytes(rows: PackedRows, spec: ShardSpec) -> bytes:
 
 
 def tfrecord_bytes(rows: PackedRows) -> bytes:
-    ids = rows.input_ids.astype(np.int64)
-    seg = rows.segment_ids.astype(np.int64)
-    pos = rows.positions.astype(np.int64)
-    return b"".join(frame_record(encode_example({"input_ids": ids[r], "segment_ids": seg[r],
-                                                 "positions": pos[r]}))
-                    for r in range(rows.rows))
+    return example_records({"input_ids": rows.input_ids, "segment_ids": rows.segment_ids,
+                            "positions": rows.positions}).tobytes()
 
 
 def empty_rows(spec: ShardSpec) -> PackedRows:
@@ -111,18 +111,21 @@ def write_shard(index: int, rows: PackedRows, spec: ShardSpec, attempt: str) -> 
     return summary
 
 
-def gather_documents(batches) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the ``ids`` lists of a partition's batches: ``(tokens, lengths)``."""
+def gather_documents(batches, token_dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the binary ``ids`` streams of a partition's batches: ``(tokens, lengths)``."""
+    width = np.dtype(token_dtype).itemsize
     tokens, lengths = [], []
     for batch in batches:
         ids = batch.column("ids")
         if len(ids) == 0:
             continue
-        offsets = ids.offsets.to_numpy()
-        tokens.append(ids.values.to_numpy()[offsets[0]:offsets[-1]])
-        lengths.append(np.diff(offsets).astype(np.int64))
+        _, offsets_buf, data_buf = ids.buffers()
+        offset_dtype = np.int64 if pa.types.is_large_binary(ids.type) else np.int32
+        offsets = np.frombuffer(offsets_buf, dtype=offset_dtype)[ids.offset:ids.offset + len(ids) + 1]
+        tokens.append(np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]].view(token_dtype))
+        lengths.append(np.diff(offsets).astype(np.int64) // width)
     if not tokens:
-        return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        return np.zeros(0, token_dtype), np.zeros(0, np.int64)
     return np.concatenate(tokens), np.concatenate(lengths)
 
 
@@ -135,7 +138,7 @@ def pack_partition_fn(spec: ShardSpec):
         ctx = TaskContext.get()
         index = ctx.partitionId()
         attempt = f"attempt-{ctx.stageId()}-{ctx.attemptNumber()}-{ctx.taskAttemptId()}"
-        tokens, lengths = gather_documents(batches)
+        tokens, lengths = gather_documents(batches, spec.np_token_dtype)
         if lengths.shape[0] == 0:
             rows = empty_rows(spec)
         else:
