@@ -121,7 +121,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         else:
             ranks = sigs.select(DOC_ID, F.lit(0).alias("rank"))
         non_empty = sigs.filter(F.col("normalized_length") > 0)
-        exact = checkpoint(exact_groups(non_empty.join(ranks, DOC_ID), cfg.hub_degree), "exact")
+        hashes = non_empty.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")  # no signatures in this join
+        exact = checkpoint(exact_groups(hashes.join(ranks, DOC_ID), cfg.hub_degree), "exact")
         lsh_input = (non_empty.filter(F.col("n_shingles") > 0)
                      .join(exact.filter(F.col(DOC_ID) == F.col("rep")).select(DOC_ID), DOC_ID))
 
