@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from udfs.tfrecord import (CorruptShardError, crc32c, decode_example, encode_example,
+from udfs.tfrecord import (CorruptShardError, crc32c, decode_example, encode_example, example_records,
                            masked_crc32c, read_records, write_records)
 
 
@@ -90,6 +90,20 @@ def test_write_read_round_trip(tmp_path):
     assert int.from_bytes(raw[8:12], "little") == masked_crc32c(raw[:8])
     assert raw[12:12 + n] == records[0]
     assert int.from_bytes(raw[12 + n:16 + n], "little") == masked_crc32c(records[0])
+
+
+def test_whole_shard_encoder_equals_framing_each_row(tmp_path):
+    """The one-pass shard encoder writes what framing each row's Example separately writes."""
+    rng = np.random.default_rng(2)
+    features = {"input_ids": rng.integers(0, 70_000, (9, 33)).astype(np.int32),
+                "segment_ids": rng.integers(0, 4, (9, 33)).astype(np.uint16),
+                "neg": rng.integers(-(2**40), 2**40, (9, 2))}
+    rows = [encode_example({k: v[r] for k, v in features.items()}) for r in range(9)]
+    path = tmp_path / "shard.tfrecord"
+    write_records(str(path), rows)
+    assert example_records(features).tobytes() == path.read_bytes()
+    assert [decode_example(r)["neg"].tolist() for r in read_records(str(path))] == features["neg"].tolist()
+    assert example_records({"a": np.zeros((0, 5), np.int64)}).size == 0
 
 
 def test_empty_file_has_no_records(tmp_path):
