@@ -17,7 +17,7 @@ def summary(result) -> str:
                      f"in {s['clusters']:,} clusters (largest {s['largest_cluster']:,}); "
                      f"LSH {s['bands']}x{s['rows']} at threshold {s['config']['lsh']['threshold']:g}")
     if m:
-        lines.append(f"  pack: {m['totals']['shards']:,} shards, seq_len {m['seq_len']:,}, "
+        lines.append(f"  pack: {m['totals']['shards']:,} shard{'s' if m['totals']['shards'] != 1 else ''}, seq_len {m['seq_len']:,}, "
                      f"fill {m['stats']['fill_rate']:.1%}")
     if result.report:
         lines.append(f"  report: {result.report}")
