@@ -51,7 +51,8 @@ def shard_schema(token_dtype: str) -> pa.Schema:
     ])
 
 
-# Intermediate, one row per input document after tokenization (``_work/tokens`` in staging).
+# One row per input document after tokenization; in staging (``_work``) the ``ids`` column
+# travels as ``binary`` of the token dtype (``STREAMS`` in ``pipelines/pack/pipeline.py``).
 # ``status``: 0 tokenized, 1 null text, 2 empty text (no tokens). ``key_hi``/``key_lo`` are two
 # xxHash64 digests of the UTF-8 text: the deterministic sort and partition key.
 TOKENIZED = StructType([
