@@ -193,7 +193,7 @@ def test_task_killed_on_first_attempt_is_retried_with_the_same_output(corpus, re
     out, log = tmp_path / "out", tmp_path / "job.log"
     proc = start_job(corpus, out, "local[2,3]", log)
     wait_for(started(out, "signatures"), proc, what="the signature stage")
-    wait_for(_busy_python_worker, proc, what="a busy Python worker").kill()
+    wait_for(lambda: _busy_python_worker(proc), proc, what="a busy Python worker").kill()
     text = finish(proc, log)
     assert re.search(r"Lost task .*\(TID \d+\)", text), text[-3000:]
     assert_same_output(out, reference)

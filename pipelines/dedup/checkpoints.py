@@ -92,7 +92,10 @@ class Checkpoints:
 
     def _marker(self, name: str) -> dict | None:
         text = self.out.read_text(f"_work/{name}/{MARKER}")
-        return json.loads(text) if text is not None else None
+        try:
+            return json.loads(text) if text is not None else None
+        except json.JSONDecodeError:  # a damaged marker commits nothing
+            return None
 
     def _verified(self, path: str, marker: dict) -> DataFrame | None:
         try:

@@ -52,11 +52,17 @@ class OutputDir:
         return bool(self._fs.exists(self._Path(path)))
 
     def write_text(self, relative: str, text: str) -> None:
-        stream = self._fs.create(self._Path(self.path(relative)), True)
+        """Write a small file whole or not at all: to a temporary name, then renamed into place."""
+        target = self._Path(self.path(relative))
+        partial = self._Path(self.path(relative) + ".partial")
+        stream = self._fs.create(partial, True)
         try:
             stream.write(bytearray(text.encode("utf-8")))
         finally:
             stream.close()
+        self._fs.delete(target, False)
+        if not self._fs.rename(partial, target):
+            raise OSError(f"could not rename {partial} to {target}")
 
     def read_text(self, relative: str) -> str | None:
         """A small file inside the staging directory, or ``None`` if it does not exist."""
