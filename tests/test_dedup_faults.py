@@ -148,9 +148,16 @@ def test_driver_crash_publishes_nothing_and_rerun_resumes_to_identical_output(co
     assert {"signatures", "scored"} <= set(resumed["checkpoints_discarded"])
 
 
+def _cmdline(process):
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # exited (or a zombie) since it was listed
+        return ""
+
+
 def _executors(proc):
     return [p for p in psutil.Process(proc.pid).children(recursive=True)
-            if "CoarseGrainedExecutorBackend" in " ".join(p.cmdline())]
+            if "CoarseGrainedExecutorBackend" in _cmdline(p)]
 
 
 @pytest.mark.slow
@@ -181,9 +188,9 @@ def _busy_python_worker(proc):
     for p in psutil.Process(proc.pid).children(recursive=True):
         try:
             parent = p.parent()
-            if "pyspark.daemon" in " ".join(parent.cmdline()) and p.cpu_percent(interval=0.1) > 20:
+            if parent is not None and "pyspark.daemon" in _cmdline(parent) and p.cpu_percent(interval=0.1) > 20:
                 return p
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             continue
     return None
 
