@@ -8,15 +8,18 @@ from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, M
                               SparkConfig)
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None = None,
+                        id_column: bool = True) -> None:
+    """The corpus options every job shares (``--id-column`` only where ids matter)."""
     d = InputConfig(path="")
-    parser.add_argument("--input", required=True,
-                        help="Parquet file/dir/glob, JSON Lines file/dir/glob, or an HF save_to_disk dir")
+    parser.add_argument("--input", required=True, help=input_help or
+                        "Parquet file/dir/glob, JSON Lines file/dir/glob, or an HF save_to_disk dir")
     parser.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"])
     parser.add_argument("--text-column", default=d.text_column,
                         help=f"text column (falls back to {d.fallback_text_column!r} if absent)")
-    parser.add_argument("--id-column", default=d.id_column,
-                        help="unique integer or string id column; default: ids derived from row hashes")
+    if id_column:
+        parser.add_argument("--id-column", default=d.id_column,
+                            help="unique integer or string id column; default: ids derived from row hashes")
 
 
 def add_spark_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from pipelines.cli import add_input_arguments
 from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
 
 HELP = {
@@ -82,12 +83,8 @@ def pack_parser() -> argparse.ArgumentParser:
         prog="jobs/pack.py",
         description="Tokenize a corpus and pack it into fixed-length rows: Parquet and TFRecord shards, "
                     "tokenizer.json and manifest.json, published atomically.")
-    d = InputConfig(path="")
-    p.add_argument("--input", required=True,
-                   help="corpus (Parquet/JSON Lines/HF save_to_disk) or a dedup output directory")
-    p.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"])
-    p.add_argument("--text-column", default=d.text_column,
-                   help=f"text column (falls back to {d.fallback_text_column!r}) (default: {d.text_column})")
+    add_input_arguments(p, id_column=False,
+                        input_help="corpus (Parquet/JSON Lines/HF save_to_disk) or a dedup output directory")
     p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
     _add_fields(p, PackConfig, "pack", skip={"input", "output", "tokenizer", "spark"})
     _add_fields(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", skip=set())
