@@ -38,7 +38,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.adaptive.enabled", "true")
-               .config("spark.sql.parquet.compression.codec", "zstd"))
+               .config("spark.sql.parquet.compression.codec", "zstd")
+               .config("spark.hadoop.parquet.compression.codec.zstd.level", str(cfg.zstd_level)))
     if cfg.shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     if not cfg.ui:

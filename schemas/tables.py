@@ -12,6 +12,10 @@ from pyspark.sql.types import (BinaryType, DoubleType, IntegerType, LongType, St
 DOC_ID = "doc_id"
 
 # One row per input document that carries non-empty text: what the signature scan produced.
+# Leading characters of each text kept beside its signature: the report shows the members of
+# the largest clusters without scanning the corpus again.
+EXCERPT_CHARS = 320
+
 SIGNATURES = StructType([
     StructField(DOC_ID, LongType(), False),
     StructField("exact_hash_hi", LongType(), False),
@@ -20,6 +24,7 @@ SIGNATURES = StructType([
     StructField("text_length", LongType(), False),  # characters of the raw text
     StructField("normalized_length", LongType(), False),  # bytes after normalisation; 0 = empty
     StructField("signature", BinaryType(), False),
+    StructField("excerpt", StringType(), True),  # first EXCERPT_CHARS characters, for the report
 ])
 
 # One row per (document, band): the LSH bucket it falls into.

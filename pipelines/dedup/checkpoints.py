@@ -31,7 +31,7 @@ log = logging.getLogger("corpus_prep.checkpoints")
 
 MARKER = "_COMMITTED"
 # Bump when a stage's output changes meaning, so that old staging work is never reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:

@@ -9,7 +9,8 @@ Edges are kept canonical, ``src > dst``. With ``Γ(u)`` the neighbours of ``u`` 
 Both preserve connectivity and neither ever raises a node's label, so the pair converges to
 one star per component centred on its minimum id, in O(log² n) rounds (in practice a handful;
 long chains are the slow case). Each round is written to Parquet and read back, cutting the
-lineage; the loop stops exactly when a round leaves the edge set unchanged.
+lineage; the loop stops when a round leaves the edge set unchanged (compared by a 128-bit
+fingerprint of the set, one aggregate per round).
 
 Every step is a group-by on ids (a streaming partial aggregate, whatever a node's degree) plus
 a join of edges to one ``m`` per node — no node's neighbour list is ever collected into one
@@ -60,6 +61,18 @@ def small_star(edges: DataFrame, hub_degree: int) -> DataFrame:
     return leaves.unionByName(centre).distinct()
 
 
+def edge_set_fingerprint(edges: DataFrame) -> tuple:
+    """``(size, two 64-bit sums of seeded hashes)`` of a set of distinct edges, in one pass.
+
+    Equal sets give equal fingerprints; two different sets of equal size collide only if two
+    independent 64-bit sums agree (probability about 2**-128), so comparing fingerprints is
+    the convergence test without a join of consecutive rounds.
+    """
+    sums = [F.sum(F.xxhash64(F.lit(seed), "src", "dst").cast("decimal(38,0)")) for seed in (1, 2)]
+    row = edges.agg(F.count(F.lit(1)), *sums).first()
+    return tuple(row)
+
+
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
                          max_rounds: int, hub_degree: int = DedupConfig.hub_degree) -> Components:
     """Label every node of ``edges`` with its component's smallest id.
@@ -67,18 +80,18 @@ def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str]
     ``checkpoint(df, name)`` must persist ``df`` durably and return it read back.
     """
     current = checkpoint(canonical(edges), "cc-input")
-    size = current.count()
+    fingerprint = edge_set_fingerprint(current)
     rounds = 0
     while True:
         if rounds >= max_rounds:
             raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
         rounds += 1
         nxt = checkpoint(small_star(large_star(current, hub_degree), hub_degree), f"cc-round-{rounds:03d}")
-        next_size = nxt.count()
-        # Both sets are distinct, so equal sizes and nxt ⊆ current mean no edge changed.
-        if next_size == size and nxt.join(current, ["src", "dst"], "left_anti").isEmpty():
+        next_fingerprint = edge_set_fingerprint(nxt)
+        current = nxt
+        if next_fingerprint == fingerprint:  # a round that changes nothing: converged
             break
-        current, size = nxt, next_size
+        fingerprint = next_fingerprint
     roots = current.select(F.col("dst").alias(DOC_ID)).distinct().join(
         current.select(F.col("src").alias(DOC_ID)), DOC_ID, "left_anti")
     labels = current.select(F.col("src").alias(DOC_ID), F.col("dst").alias("root")).unionByName(

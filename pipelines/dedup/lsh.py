@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from schemas.tables import BAND_KEYS, DOC_ID
@@ -34,13 +34,15 @@ def band_rows(signatures: DataFrame, num_perm: int, bands: int, rows: int) -> Da
 
 
 def candidate_edges(bands: DataFrame) -> DataFrame:
-    """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets."""
-    buckets = (bands.groupBy("band", "band_key")
-               .agg(F.min(DOC_ID).alias("dst"), F.count(F.lit(1)).alias("size"))
-               .filter(F.col("size") > 1).drop("size"))
-    return (bands.join(buckets, ["band", "band_key"])
+    """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets.
+
+    One shuffle of the band rows: a window over each bucket gives every member the bucket's
+    minimum, and the bucket minimum itself (and every singleton) drops out as a self-edge. A
+    bucket's rows are streamed through a spillable buffer, so a huge bucket costs one long
+    task, not memory.
+    """
+    bucket = Window.partitionBy("band", "band_key")
+    return (bands.select(DOC_ID, F.min(DOC_ID).over(bucket).alias("dst"))
             .filter(F.col(DOC_ID) != F.col("dst"))
             .select(F.col(DOC_ID).alias("src"), "dst")
             .distinct())
-
-

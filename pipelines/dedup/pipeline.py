@@ -75,13 +75,13 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
     checkpoint = Checkpoints(spark, out)
     try:
-        stats = _run(spark, cfg, out, checkpoint, timer)
-        out.delete(out.path("_work"))
+        stats, sigs = _run(spark, cfg, out, checkpoint, timer)
         stats["stage_seconds"] = timer.seconds
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        write_dedup_report(spark, cfg, out, stats)  # report.html + report/ beside stats.json
+        write_dedup_report(spark, cfg, out, stats, sigs)  # report.html + report/ beside stats.json
+        out.delete(out.path("_work"))
         out.publish()
     except BaseException as err:
         # Verified checkpoints outlive a failed run (a rerun reuses them), unless the input or the
@@ -92,7 +92,8 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
 
 
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-         timer: StageTimer) -> dict:
+         timer: StageTimer) -> tuple[dict, DataFrame]:
+    """The stages; returns the statistics and the checkpointed ``SIGNATURES`` table."""
     with timer.stage("read"):
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
@@ -131,7 +132,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         candidates = checkpoint(candidate_edges(band_rows(lsh_input, cfg.minhash.num_perm, bands, rows)),
                                 "candidates")
     with timer.stage("verify"):
-        scored = checkpoint(score_edges(candidates, lsh_input, cfg.minhash.num_perm), "scored")
+        # Every candidate is an LSH input document, so the checkpointed signatures serve as they
+        # are: no second pass through the exact-copy join that selected those documents.
+        scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
         kept_edges = verified(scored, cfg.lsh.threshold, cfg.lsh.verify)
     with timer.stage("components"):
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
@@ -170,7 +173,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         edge_counts = scored.agg(F.count(F.lit(1)).alias("candidates"),
                                  F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
 
-    return {
+    stats = {
         "input": cfg.input.path,
         "input_format": corpus.input_format,
         "text_column": corpus.text_column,
@@ -195,6 +198,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         "cc_rounds": components.rounds,
         "config": _config_dict(cfg),
     }
+    return stats, sigs
 
 
 def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:

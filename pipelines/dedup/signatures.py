@@ -1,7 +1,7 @@
 """Stage 1: one scan over the documents computing exact hashes and MinHash signatures.
 
 Texts are read once here and never shuffled: every later stage works on the compact
-``SIGNATURES`` table (ids, hashes, lengths and 1 KB signatures).
+``SIGNATURES`` table (ids, hashes, lengths, 1 KB signatures and a short excerpt for the report).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import MinHashConfig
-from schemas.tables import DOC_ID, SIGNATURES
+from schemas.tables import DOC_ID, EXCERPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
 from udfs.minhash import compute_signatures, permutations
 
@@ -37,6 +37,7 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig) -
                 lengths,
                 pa.array(out.normalized_length),
                 binary_from_rows(out.signatures),
+                pc.utf8_slice_codeunits(texts, 0, EXCERPT_CHARS),
             ], names=names)
 
     return documents.select(F.col(DOC_ID), F.col(f"`{text_column}`")).mapInArrow(scan, SIGNATURES)

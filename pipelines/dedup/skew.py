@@ -15,12 +15,20 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
+_AT_HUB = "_at_hub"
+
+
 def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: str, threshold: int) -> DataFrame:
-    """``rows ⋈ per_key`` on ``key`` (inner), ``per_key``'s ``weight`` column dropped."""
+    """``rows ⋈ per_key`` on ``key`` (inner), ``per_key``'s ``weight`` column dropped.
+
+    One broadcast serves both halves: rows are left-joined to the heavy keys in place, the
+    matched ones are done, and only the unmatched go on to the shuffled join with light keys.
+    """
     keys = [key] if isinstance(key, str) else key
     heavy = F.col(weight) >= threshold
-    hubs = per_key.filter(heavy).drop(weight)
-    light = per_key.filter(~heavy).drop(weight)
-    at_hubs = rows.join(F.broadcast(hubs), keys)
-    elsewhere = rows.join(F.broadcast(hubs.select(*keys)), keys, "left_anti").join(light, keys)
+    hubs = per_key.filter(heavy).drop(weight).withColumn(_AT_HUB, F.lit(True))
+    tagged = rows.join(F.broadcast(hubs), keys, "left")
+    at_hubs = tagged.filter(F.col(_AT_HUB)).drop(_AT_HUB)
+    elsewhere = (tagged.filter(F.col(_AT_HUB).isNull()).select(*rows.columns)
+                 .join(per_key.filter(~heavy).drop(weight), keys))
     return at_hubs.unionByName(elsewhere)

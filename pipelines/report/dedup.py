@@ -2,21 +2,19 @@
 
 Besides ``stats.json`` it needs two things only the finished output can tell: the distribution
 of cluster sizes and the members of the largest clusters. Removed documents are not stored
-with their text, so their excerpts come from re-reading the input (ids are deterministic, so
-the same documents get the same ids) and keeping only the few ids shown. The gathered data
-goes to ``report/clusters.json``, from which ``jobs/prepare.py`` builds its own page without Spark.
+with their text, so their excerpts come from the job's signature table, which keeps the first
+characters of every document (``schemas.tables.EXCERPT_CHARS``): no second pass over the
+corpus. The gathered data goes to ``report/clusters.json``, from which ``jobs/prepare.py`` builds its own page without Spark.
 """
 
 from __future__ import annotations
 
 import json
 
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig
-from pipelines.ids import assign_doc_ids
-from pipelines.io.readers import read_corpus
 from pipelines.prepare.fs import Fs
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
@@ -25,12 +23,13 @@ from udfs.lsh import collision_probability
 
 TOP_CLUSTERS = 5
 MEMBERS_SHOWN = 5  # survivor included
-EXCERPT_CHARS = 280
+EXCERPT_CHARS = 280  # shown; the signature table keeps a little more (whitespace is compacted)
 IMAGES = {"s_curve": "s_curve.png", "cluster_sizes": "cluster_sizes.png", "stages": "dedup_stages.png"}
 
 
-def cluster_data(spark: SparkSession, cfg: DedupConfig, root: str) -> dict:
-    """Cluster-size histogram and the largest clusters with member excerpts, from a dedup output at ``root``."""
+def cluster_data(spark: SparkSession, root: str, excerpts: DataFrame) -> dict:
+    """Cluster-size histogram and the largest clusters with member excerpts, from a dedup output
+    at ``root``; ``excerpts`` is the job's ``SIGNATURES`` table (``doc_id``, ``excerpt``)."""
     dups = spark.read.parquet(f"{root}/duplicates")
     sizes = dups.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"))
     histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
@@ -42,7 +41,9 @@ def cluster_data(spark: SparkSession, cfg: DedupConfig, root: str) -> dict:
     shown = (dups.filter(F.col("cluster_id").isin(ids))
              .withColumn("k", F.row_number().over(order)).filter(F.col("k") < MEMBERS_SHOWN)
              .select(DOC_ID, "cluster_id", "similarity", "match").collect())
-    texts = _texts(spark, cfg, ids + [r[DOC_ID] for r in shown])
+    wanted = ids + [r[DOC_ID] for r in shown]
+    texts = {r[DOC_ID]: r["excerpt"]
+             for r in excerpts.filter(F.col(DOC_ID).isin(wanted)).select(DOC_ID, "excerpt").collect()}
     clusters = []
     for row in largest:
         cid = row["cluster_id"]
@@ -53,15 +54,6 @@ def cluster_data(spark: SparkSession, cfg: DedupConfig, root: str) -> dict:
                                     key=lambda m: (-m["similarity"], m[DOC_ID]))]
         clusters.append({"cluster_id": cid, "size": row["size"], "members": members})
     return {"histogram": [list(h) for h in histogram], "largest": clusters}
-
-
-def _texts(spark: SparkSession, cfg: DedupConfig, ids: list[int]) -> dict[int, str]:
-    corpus = read_corpus(spark, cfg.input)
-    documents, _ = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column)
-    rows = (documents.filter(F.col(DOC_ID).isin(ids))
-            .select(DOC_ID, F.substring(F.col(f"`{corpus.text_column}`"), 1, 2 * EXCERPT_CHARS).alias("t"))
-            .collect())
-    return {r[DOC_ID]: r["t"] for r in rows}
 
 
 def images(stats: dict, clusters: dict) -> dict[str, bytes]:
@@ -134,9 +126,9 @@ def _largest(clusters: dict) -> Raw:
     return section("Largest clusters", *parts)
 
 
-def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out, stats: dict) -> None:
+def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out, stats: dict, excerpts: DataFrame) -> None:
     """Write the report into an unpublished output (``pipelines.io.publish.OutputDir``)."""
-    clusters = cluster_data(spark, cfg, out.staging)
+    clusters = cluster_data(spark, out.staging, excerpts)
     fs = Fs(spark)
     for name, data in images(stats, clusters).items():
         fs.write_bytes(out.path("report", name), data)
