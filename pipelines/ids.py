@@ -13,6 +13,8 @@ are input errors (the job cannot tell such documents apart).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType, StringType
@@ -24,12 +26,18 @@ _ROW_HASH = "_row_hash"
 _OCCURRENCE = "_occurrence"
 
 
-def assign_doc_ids(frame: DataFrame, id_column: str | None, text_column: str) -> tuple[DataFrame, DataFrame]:
-    """Return ``(documents with DOC_ID, rejected rows in the REJECTED schema)``."""
+def assign_doc_ids(frame: DataFrame, id_column: str | None, text_column: str,
+                   materialize: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame]:
+    """Return ``(documents with DOC_ID, rejected rows in the REJECTED schema)``.
+
+    ``materialize`` persists the small table of repeated row hashes (the job passes its
+    checkpoint), so each later pass over the documents scans the corpus for its rows only, not
+    again to find which rows repeat.
+    """
     if DOC_ID in frame.columns and id_column != DOC_ID:
         raise InputError(f"the input already has a {DOC_ID!r} column; pass --id-column {DOC_ID}")
     if id_column is None:
-        return _row_hash_ids(frame, text_column), as_rejected(frame.limit(0), "")
+        return _row_hash_ids(frame, text_column, materialize), as_rejected(frame.limit(0), "")
     if id_column not in frame.columns:
         raise InputError(f"id column {id_column!r} not found; the input has columns {sorted(frame.columns)}")
     dtype = frame.schema[id_column].dataType
@@ -58,10 +66,10 @@ def _check_unique(documents: DataFrame, id_column: str) -> None:
     raise InputError(f"ids {pairs} hash to the same 64-bit value; use integer ids")
 
 
-def _row_hash_ids(frame: DataFrame, text_column: str) -> DataFrame:
+def _row_hash_ids(frame: DataFrame, text_column: str, materialize: Callable[[DataFrame], DataFrame]) -> DataFrame:
     columns = [F.col(f"`{c}`") for c in frame.columns]
     hashed = frame.withColumn(_ROW_HASH, F.xxhash64(*columns))
-    repeated = hashed.groupBy(_ROW_HASH).count().filter(F.col("count") > 1).select(_ROW_HASH)
+    repeated = materialize(hashed.groupBy(_ROW_HASH).count().filter(F.col("count") > 1).select(_ROW_HASH))
     if repeated.isEmpty():
         return hashed.withColumnRenamed(_ROW_HASH, DOC_ID)
     # Identical rows exist: number the copies of each repeated hash. The tie-breakers only

@@ -98,7 +98,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
             log.warning(note)
-        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column)
+        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column,
+                                               lambda repeated: checkpoint(repeated, "repeated-rows"))
         priority = _rank_column(cfg, documents)
         rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
         rejected.write.parquet(out.path("rejected"))
