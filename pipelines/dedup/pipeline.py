@@ -116,15 +116,20 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         n_documents = text_counts["documents"]
 
     with timer.stage("exact"):
-        if cfg.keep is KeepPolicy.LONGEST:
-            ranks = sigs.select(DOC_ID, F.col("text_length").alias("rank"))
-        elif priority is not None:
-            ranks = priority
-        else:
-            ranks = sigs.select(DOC_ID, F.lit(0).alias("rank"))
+        # ranks: (doc_id, rank) for survivor choice; None when all documents rank equal
+        # (smallest id wins), which needs no join at all.
         non_empty = sigs.filter(F.col("normalized_length") > 0)
         hashes = non_empty.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")  # no signatures in this join
-        exact = checkpoint(exact_groups(hashes.join(ranks, DOC_ID), cfg.hub_degree), "exact")
+        if cfg.keep is KeepPolicy.LONGEST:
+            ranks = sigs.select(DOC_ID, F.col("text_length").alias("rank"))
+            ranked = non_empty.select(DOC_ID, "exact_hash_hi", "exact_hash_lo", F.col("text_length").alias("rank"))
+        elif priority is not None:
+            ranks = priority
+            ranked = hashes.join(ranks, DOC_ID)
+        else:
+            ranks = None
+            ranked = hashes.withColumn("rank", F.lit(0))
+        exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
         lsh_input = (non_empty.filter(F.col("n_shingles") > 0)
                      .join(exact.filter(F.col(DOC_ID) == F.col("rep")).select(DOC_ID), DOC_ID))
 

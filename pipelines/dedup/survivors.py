@@ -38,8 +38,14 @@ def exact_groups(ranked: DataFrame, hub_degree: int) -> DataFrame:
     return hub_join(ranked, reps, keys, "size", hub_degree).select(DOC_ID, "rep")
 
 
-def cluster_survivors(labels: DataFrame, ranks: DataFrame, hub_degree: int) -> DataFrame:
-    """``(doc_id, survivor)`` for every node of the component labels ``(doc_id, root)``."""
+def cluster_survivors(labels: DataFrame, ranks: DataFrame | None, hub_degree: int) -> DataFrame:
+    """``(doc_id, survivor)`` for every node of the component labels ``(doc_id, root)``.
+
+    ``ranks`` is ``(doc_id, rank)``, or None when every document ranks the same: the survivor is
+    then the smallest id, which is the component's root already.
+    """
+    if ranks is None:
+        return labels.select(DOC_ID, F.col("root").alias("survivor"))
     ranked = labels.join(ranks, DOC_ID)
     best = best_of(ranked, ["root"], "survivor")
     return hub_join(labels, best, "root", "size", hub_degree).select(DOC_ID, "survivor")
