@@ -82,8 +82,8 @@ class DedupConfig:
     # Clusters of at least this many documents are listed in stats.json (giant_clusters).
     giant_cluster_size: int = 10_000
     max_cc_rounds: int = 100
-    # Up to this many removed ids (8 bytes each) are broadcast to filter the texts in place;
-    # beyond it the final anti-join shuffles the kept documents once.
+    # Up to this many removed ids (8 bytes each) are broadcast to filter rows in place (the
+    # texts at the end, the signatures before LSH); beyond it those anti-joins shuffle once.
     broadcast_removed_ids: int = 5_000_000
     spark: SparkConfig = field(default_factory=SparkConfig)
 

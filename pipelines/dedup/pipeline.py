@@ -130,8 +130,12 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             ranks = None
             ranked = hashes.withColumn("rank", F.lit(0))
         exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
-        lsh_input = (non_empty.filter(F.col("n_shingles") > 0)
-                     .join(exact.filter(F.col(DOC_ID) == F.col("rep")).select(DOC_ID), DOC_ID))
+        # Only one document of each exact-copy group goes on to LSH. Dropping the others by a
+        # broadcast anti-join keeps the 1 KB signatures where they are (no shuffle).
+        copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
+        if copies.count() <= cfg.broadcast_removed_ids:
+            copies = F.broadcast(copies)
+        lsh_input = non_empty.filter(F.col("n_shingles") > 0).join(copies, DOC_ID, "left_anti")
 
     bands, rows = choose_bands_rows(cfg)
     with timer.stage("lsh"):
