@@ -26,26 +26,36 @@ def rotl64(x, r):
 
 
 @njit(inline="always")
-def _read64(data, i):
+def load_le(data, i, width):
+    """Little-endian word of ``width`` bytes at ``data[i]``.
+
+    The unsigned index spares Numba's negative-index wraparound, so LLVM merges the byte
+    loads into one unaligned load.
+    """
+    i = np.uint64(i)
     v = np.uint64(0)
-    for k in range(8):
-        v |= np.uint64(data[i + k]) << np.uint64(8 * k)
+    for k in range(width):
+        v |= np.uint64(data[i + np.uint64(k)]) << np.uint64(8 * k)
     return v
 
 
 @njit(inline="always")
-def _read32(data, i):
-    v = np.uint64(0)
-    for k in range(4):
-        v |= np.uint64(data[i + k]) << np.uint64(8 * k)
-    return v
+def store_le(out, i, v, width):
+    """Store the low ``width`` bytes of ``v`` at ``out[i]``, little-endian (one store, as above)."""
+    i = np.uint64(i)
+    for k in range(width):
+        out[i + np.uint64(k)] = np.uint8((v >> np.uint64(8 * k)) & np.uint64(0xFF))
 
 
 @njit(inline="always")
 def _round(acc, lane):
-    acc = acc + lane * P2
-    acc = rotl64(acc, 31)
-    return acc * P1
+    return _round_scaled(acc, lane * P2)
+
+
+@njit(inline="always")
+def _round_scaled(acc, scaled_lane):
+    """xxHash64's round given ``lane * P2``, for callers that reuse one lane in many rounds."""
+    return rotl64(acc + scaled_lane, 31) * P1
 
 
 @njit(inline="always")
@@ -78,10 +88,10 @@ def xxh64(data, start, end, seed):
         v4 = seed - P1
         limit = end - 32
         while i <= limit:
-            v1 = _round(v1, _read64(data, i))
-            v2 = _round(v2, _read64(data, i + 8))
-            v3 = _round(v3, _read64(data, i + 16))
-            v4 = _round(v4, _read64(data, i + 24))
+            v1 = _round(v1, load_le(data, i, 8))
+            v2 = _round(v2, load_le(data, i + 8, 8))
+            v3 = _round(v3, load_le(data, i + 16, 8))
+            v4 = _round(v4, load_le(data, i + 24, 8))
             i += 32
         h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18)
         h = _merge_round(h, v1)
@@ -92,11 +102,11 @@ def xxh64(data, start, end, seed):
         h = seed + P5
     h += np.uint64(length)
     while i + 8 <= end:
-        h ^= _round(np.uint64(0), _read64(data, i))
+        h ^= _round(np.uint64(0), load_le(data, i, 8))
         h = rotl64(h, 27) * P1 + P4
         i += 8
     if i + 4 <= end:
-        h ^= _read32(data, i) * P1
+        h ^= load_le(data, i, 4) * P1
         h = rotl64(h, 23) * P2 + P3
         i += 4
     while i < end:
