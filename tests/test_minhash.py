@@ -9,6 +9,7 @@ import pytest
 import xxhash
 
 from udfs.minhash import EMPTY_SLOT, compute_signatures, permutations
+from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
 P1, P2, P5 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x27D4EB2F165667C5
@@ -41,7 +42,10 @@ def reference_signature(text, ngram, a, b, char_mode=False):
     Lowercasing is Arrow's ``utf8_lower`` (simple per-code-point case mapping: no final sigma,
     'İ' → 'i'), which the module documents as part of the format.
     """
-    lowered = pc.utf8_lower(pa.array([text]))[0].as_py()
+    return reference_signature_of_lowered(pc.utf8_lower(pa.array([text]))[0].as_py(), ngram, a, b, char_mode)
+
+
+def reference_signature_of_lowered(lowered, ngram, a, b, char_mode=False):
     if char_mode:
         units = [ord(c) for c in " ".join(lowered.split())]
     else:
@@ -154,3 +158,84 @@ def test_signatures_are_bit_for_bit_stable():
     assert xxhash.xxh64_hexdigest(chars.signatures.tobytes()) == "e9b92c3c103c21b2"
     assert [int(h) for h in words.exact_hash_hi] == [
         0xCCF85F0F4DB14814, 0x6DD22CB2C8487FDA, 0xA4DBB3294161A9A4, 0x884CE8F68DC45DA4]
+
+
+# Pieces for random texts: ASCII words of every case and length, whitespace runs, punctuation,
+# and code points whose lowercase has another UTF-8 length ('Ⱥ' 2 → 3 bytes, 'İ' 2 → 1,
+# 'ẞ' 3 → 2, Kelvin 'K' 3 → 1) or that only lowercase under Arrow's tables.
+PIECES = ["the", "Quick", "BROWN", "fox_1", "42", "abcdefghijklmnopq", " ", " ", "  ", "\t", "\r\n", ",", ".",
+          "é", "É", "straße", "ẞ", "Ⱥb", "Ⱦ", "İx", "\u212a", "\u2126", "日本", "\u3000", "\xa0", "🙂", "ǅ",
+          "ΣΊΣ", "\x00", "\x1c", "_", "\ua7cb", "ǈa"]
+# Byte sequences that are not UTF-8: Arrow's utf8_lower rejects some and re-encodes or keeps
+# others (overlong forms, surrogates, code points past U+10FFFF).
+MALFORMED = [b"\xc0\x80", b"\xc1\x81", b"\xc0\xa0", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80",
+             b"\xe0\x80\x80", b"\xc3", b"\x80", b"\xff", b"\xe2\x82("]
+
+
+def random_texts(rng, n):
+    return ["".join(rng.choice(PIECES, int(rng.integers(0, 30)))) for _ in range(n)]
+
+
+def string_array(values):
+    """A ``string`` array over raw bytes, valid UTF-8 or not (``pa.array`` would check)."""
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+def test_char_classes_match_python_str_predicates():
+    expected = np.zeros(0x110000, dtype=np.uint8)
+    for cp in range(0x110000):
+        ch = chr(cp)
+        expected[cp] = WORD if ch.isalnum() or ch == "_" else SPACE if ch.isspace() else 0
+    np.testing.assert_array_equal(CHAR_CLASSES, expected)
+
+
+def test_lowercase_table_is_arrow_utf8_lower_code_point_by_code_point():
+    rng = np.random.default_rng(3)
+    code_points = rng.integers(0, 0x110000, 20000)
+    code_points = code_points[(code_points < 0xD800) | (code_points > 0xDFFF)]
+    texts = random_texts(rng, 200) + ["".join(map(chr, code_points[i:i + 50])) for i in range(0, 20000, 50)]
+    lowered = pc.utf8_lower(pa.array(texts)).to_pylist()
+    assert lowered == ["".join(chr(LOWERCASE[ord(c)]) for c in text) for text in texts]
+
+
+@pytest.mark.parametrize("char_mode,ngram", [(False, 5), (False, 2), (True, 3)])
+def test_random_texts_match_python_reference(char_mode, ngram):
+    rng = np.random.default_rng(ngram)
+    texts = random_texts(rng, 150)
+    a, b = permutations(16, seed=5)
+    out = compute_signatures(pa.array(texts), ngram=ngram, char_ngrams=char_mode, a=a, b=b)
+    for text, sig, hi in zip(texts, out.signatures, out.exact_hash_hi):
+        normalised = " ".join(pc.utf8_lower(pa.array([text]))[0].as_py().split())
+        assert int(hi) == (xxhash.xxh64_intdigest(normalised.encode(), seed=0) if normalised else 0), text
+        np.testing.assert_array_equal(sig, reference_signature(text, ngram, a, b, char_mode), err_msg=text)
+
+
+def test_malformed_utf8_is_lowercased_as_arrow_does():
+    """Where ``pc.utf8_lower`` raises, so does the kernel; otherwise it works on Arrow's output
+    (bytes Arrow keeps that are not UTF-8 are neither word nor space characters)."""
+    rng = np.random.default_rng(11)
+    a, b = permutations(16, seed=5)
+    raised = 0
+    for _ in range(60):
+        values = [t.encode() for t in random_texts(rng, 8)]
+        k = int(rng.integers(0, len(values)))
+        at = int(rng.integers(0, len(values[k]) + 1))
+        values[k] = values[k][:at] + MALFORMED[int(rng.integers(0, len(MALFORMED)))] + values[k][at:]
+        texts = string_array(values)
+        try:
+            lowered = pc.utf8_lower(texts)
+        except pa.ArrowInvalid:
+            raised += 1
+            with pytest.raises(pa.ArrowInvalid):
+                compute_signatures(texts, ngram=3, char_ngrams=False, a=a, b=b)
+            continue
+        out = compute_signatures(texts, ngram=3, char_ngrams=False, a=a, b=b)
+        for value, sig, hi in zip(lowered, out.signatures, out.exact_hash_hi):
+            text = value.as_buffer().to_pybytes().decode("utf-8", "surrogateescape")
+            normalised = " ".join(text.split()).encode("utf-8", "surrogateescape")
+            assert int(hi) == (xxhash.xxh64_intdigest(normalised, seed=0) if normalised else 0), normalised
+            expected = reference_signature_of_lowered(text, 3, a, b)
+            np.testing.assert_array_equal(sig, expected, err_msg=repr(text))
+    assert 0 < raised < 60
