@@ -18,6 +18,7 @@ from pipelines.config import SparkConfig
 # Rows per Arrow batch handed to the kernels: large enough to amortise the Python call,
 # small enough that a batch of long documents stays well inside a worker's memory.
 ARROW_BATCH_ROWS = 2048
+ZSTD_LEVEL = "parquet.compression.codec.zstd.level"
 
 
 def under_spark_submit() -> bool:
@@ -38,12 +39,14 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.adaptive.enabled", "true")
-               .config("spark.sql.parquet.compression.codec", "zstd")
-               .config("spark.hadoop.parquet.compression.codec.zstd.level", str(cfg.zstd_level)))
+               .config("spark.sql.parquet.compression.codec", "zstd"))
     if cfg.shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     if not cfg.ui:
         builder = builder.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    if hadoop.get(ZSTD_LEVEL) is None:  # a level given with --conf spark.hadoop.<key> wins
+        hadoop.set(ZSTD_LEVEL, str(cfg.zstd_level))
     return spark
