@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipelines.cli import run_job  # noqa: E402
 from pipelines.io.publish import OutputExists  # noqa: E402
 from pipelines.io.readers import InputError  # noqa: E402
 from pipelines.pack.cli import pack_config, pack_parser  # noqa: E402
@@ -20,23 +20,15 @@ from pipelines.pack.pipeline import run_pack  # noqa: E402
 from pipelines.pack.tokenizer import TokenizerError  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = pack_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = pack_config(args)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        result = run_pack(cfg)
-    except (InputError, OutputExists, TokenizerError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def report(result) -> str:
     m = result.manifest
-    print(json.dumps({"output": result.output, "totals": m["totals"], "stats": m["stats"],
-                      "stage_seconds": result.stage_seconds}, indent=2))
-    return 0
+    return json.dumps({"output": result.output, "totals": m["totals"], "stats": m["stats"],
+                       "stage_seconds": result.stage_seconds}, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(argv, pack_parser(), pack_config, run_pack, report,
+                   {InputError: 2, OutputExists: 2, TokenizerError: 2})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Callable
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig)
@@ -87,3 +90,27 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
         giant_cluster_size=args.giant_cluster_size,
         spark=spark_config(args, "corpus-prep-dedup"),
     )
+
+
+def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
+            to_config: Callable[[argparse.Namespace], object], run: Callable[[object], object],
+            report: Callable[[object], str], exit_codes: dict[type[BaseException], int]) -> int:
+    """The body every ``jobs/*.py`` shares: parse, build the config, run, print the result.
+
+    A bad flag combination (``ValueError`` from ``to_config``) is an argparse usage error; the
+    exceptions in ``exit_codes`` (the input's, the output's, a failed stage) print one line and
+    return their code instead of a traceback.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = to_config(args)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        result = run(cfg)
+    except tuple(exit_codes) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return next(code for kind, code in exit_codes.items() if isinstance(err, kind))
+    print(report(result))
+    return 0
