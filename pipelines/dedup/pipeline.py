@@ -130,12 +130,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             ranks = None
             ranked = hashes.withColumn("rank", F.lit(0))
         exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
-        # Only one document of each exact-copy group goes on to LSH. Dropping the others by a
-        # broadcast anti-join keeps the 1 KB signatures where they are (no shuffle).
+        # Only one document of each exact-copy group goes on to LSH.
         copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
-        if copies.count() <= cfg.broadcast_removed_ids:
-            copies = F.broadcast(copies)
-        lsh_input = non_empty.filter(F.col("n_shingles") > 0).join(copies, DOC_ID, "left_anti")
+        lsh_input = _without(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids)
 
     bands, rows = choose_bands_rows(cfg)
     with timer.stage("lsh"):
@@ -166,11 +163,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         duplicates = spark.read.parquet(out.path("duplicates"))
 
     with timer.stage("write"):
-        removed_ids = duplicates.select(DOC_ID)
-        if removed_ids.count() <= cfg.broadcast_removed_ids:
-            # A broadcast anti-join keeps the texts where they are: a map-only pass, no shuffle.
-            removed_ids = F.broadcast(removed_ids)
-        kept = documents.join(removed_ids, DOC_ID, "left_anti")
+        kept = _without(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids)
         kept.write.parquet(out.path("data"))
 
     with timer.stage("check"):
@@ -209,6 +202,17 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         "config": _config_dict(cfg),
     }
     return stats, sigs
+
+
+def _without(rows: DataFrame, ids: DataFrame, broadcast_limit: int) -> DataFrame:
+    """``rows`` whose ``doc_id`` is not in ``ids``.
+
+    Up to ``broadcast_limit`` ids are broadcast: a map-only anti-join that leaves the wide rows
+    (texts, signatures) where they are; beyond it the anti-join shuffles both sides once.
+    """
+    if ids.count() <= broadcast_limit:
+        ids = F.broadcast(ids)
+    return rows.join(ids, DOC_ID, "left_anti")
 
 
 def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:
