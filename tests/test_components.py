@@ -55,9 +55,11 @@ def test_components_equal_scipy(spark, tmp_path, name):
     labels, rounds = run_spark(spark, tmp_path, edges)
     expected = scipy_labels(edges[edges[:, 0] != edges[:, 1]])  # a self-loop alone is no duplicate
     assert labels == expected
-    assert rounds >= 1
 
 
-def test_empty_graph(spark, tmp_path):
+def test_rounds_stop_at_the_forest_of_stars(spark, tmp_path):
+    """A star needs no round; a scrambled chain needs several; the empty graph none."""
+    assert run_spark(spark, tmp_path, graphs()["star"])[1] == 0
+    assert run_spark(spark, tmp_path, graphs()["chain"])[1] >= 3
     labels, rounds = run_spark(spark, tmp_path, np.zeros((0, 2), dtype=np.int64))
-    assert labels == {} and rounds == 1
+    assert labels == {} and rounds == 0

@@ -48,7 +48,7 @@ def test_sample_exact_copies_collapse_and_reruns_are_identical(spark, tmp_path):
     assert (tmp_path / "a" / "_SUCCESS").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "staging left behind"
     stats = json.loads((tmp_path / "a" / "stats.json").read_text())
-    assert stats["bands"] * stats["rows"] <= 256 and stats["cc_rounds"] >= 1
+    assert stats["bands"] * stats["rows"] <= 256
     assert set(stats["stage_seconds"]) >= {"signatures", "lsh", "verify", "components"}
 
 

@@ -9,13 +9,19 @@ Edges are kept canonical, ``src > dst``. With ``Γ(u)`` the neighbours of ``u`` 
 Both preserve connectivity and neither ever raises a node's label, so the pair converges to
 one star per component centred on its minimum id, in O(log² n) rounds (in practice a handful;
 long chains are the slow case). Each round is written to Parquet and read back, cutting the
-lineage; the loop stops when a round leaves the edge set unchanged (compared by a 128-bit
-fingerprint of the set, one aggregate per round).
+lineage. The fixed point is recognised by its shape, not by running one more round to see
+nothing change: a canonical edge set is final exactly when it is a forest of stars — every
+``src`` has one edge and no ``dst`` is also a ``src`` — and both steps leave such a set as it
+is. One aggregate over the nodes per round tests this (:func:`star_shape`).
 
 Every step is a group-by on ids (a streaming partial aggregate, whatever a node's degree) plus
 a join of edges to one ``m`` per node — no node's neighbour list is ever collected into one
 row. The join is where a hub would concentrate: nodes of degree ``>= hub_degree`` have their
 ``m`` broadcast instead (``pipelines.dedup.skew``), so no task receives a hub's neighbour list.
+The same per-round aggregate gives the largest degree; a round without a hub uses plain
+shuffled joins and skips the broadcast jobs. (Large-star gives a node ``v`` one edge per
+smaller neighbour at most, so no node of the small-star input has more edges than its degree
+in the round's input: the one test covers both steps.)
 """
 
 from __future__ import annotations
@@ -43,7 +49,25 @@ def canonical(edges: DataFrame) -> DataFrame:
             .filter(F.col("src") != F.col("dst")).distinct())
 
 
-def large_star(edges: DataFrame, hub_degree: int) -> DataFrame:
+@dataclass(frozen=True)
+class StarShape:
+    converged: bool  # the edges are a forest of stars centred on their minimum ids
+    max_degree: int
+
+
+def star_shape(edges: DataFrame) -> StarShape:
+    """Whether canonical ``edges`` are final, and their largest node degree, in one aggregate."""
+    ends = edges.select(F.col("src").alias("node"), F.lit(1).alias("out")).unionByName(
+        edges.select(F.col("dst").alias("node"), F.lit(0).alias("out")))
+    nodes = ends.groupBy("node").agg(F.sum("out").alias("out"), F.count(F.lit(1)).alias("degree"))
+    row = nodes.agg(F.max("out").alias("max_out"), F.max("degree").alias("max_degree"),
+                    F.count_if((F.col("out") > 0) & (F.col("degree") > F.col("out"))).alias("middle")).first()
+    if row["max_out"] is None:  # no edges
+        return StarShape(True, 0)
+    return StarShape(row["max_out"] <= 1 and row["middle"] == 0, row["max_degree"])
+
+
+def large_star(edges: DataFrame, hub_degree: int | None) -> DataFrame:
     both = edges.select(F.col("src").alias("node"), F.col("dst").alias("nbr")).unionByName(
         edges.select(F.col("dst").alias("node"), F.col("src").alias("nbr")))
     smallest = both.groupBy("node").agg(F.least(F.col("node"), F.min("nbr")).alias("m"),
@@ -53,7 +77,7 @@ def large_star(edges: DataFrame, hub_degree: int) -> DataFrame:
             .select(F.col("nbr").alias("src"), F.col("m").alias("dst")).distinct())
 
 
-def small_star(edges: DataFrame, hub_degree: int) -> DataFrame:
+def small_star(edges: DataFrame, hub_degree: int | None) -> DataFrame:
     smallest = edges.groupBy("src").agg(F.min("dst").alias("m"), F.count(F.lit(1)).alias("degree"))
     leaves = (hub_join(edges, smallest, "src", "degree", hub_degree).filter(F.col("dst") != F.col("m"))
               .select(F.col("dst").alias("src"), F.col("m").alias("dst")))
@@ -61,39 +85,25 @@ def small_star(edges: DataFrame, hub_degree: int) -> DataFrame:
     return leaves.unionByName(centre).distinct()
 
 
-def edge_set_fingerprint(edges: DataFrame) -> tuple:
-    """``(size, two 64-bit sums of seeded hashes)`` of a set of distinct edges, in one pass.
-
-    Equal sets give equal fingerprints; two different sets of equal size collide only if two
-    independent 64-bit sums agree (probability about 2**-128), so comparing fingerprints is
-    the convergence test without a join of consecutive rounds.
-    """
-    sums = [F.sum(F.xxhash64(F.lit(seed), "src", "dst").cast("decimal(38,0)")) for seed in (1, 2)]
-    row = edges.agg(F.count(F.lit(1)), *sums).first()
-    return tuple(row)
-
-
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
                          max_rounds: int, hub_degree: int = DedupConfig.hub_degree) -> Components:
     """Label every node of ``edges`` with its component's smallest id.
 
-    ``checkpoint(df, name)`` must persist ``df`` durably and return it read back.
+    ``checkpoint(df, name)`` must persist ``df`` durably and return it read back. ``rounds`` counts
+    the large-star/small-star rounds run: 0 when the input is already a forest of stars.
     """
     current = checkpoint(canonical(edges), "cc-input")
-    fingerprint = edge_set_fingerprint(current)
+    shape = star_shape(current)
     rounds = 0
-    while True:
+    while not shape.converged:
         if rounds >= max_rounds:
             raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
         rounds += 1
-        nxt = checkpoint(small_star(large_star(current, hub_degree), hub_degree), f"cc-round-{rounds:03d}")
-        next_fingerprint = edge_set_fingerprint(nxt)
-        current = nxt
-        if next_fingerprint == fingerprint:  # a round that changes nothing: converged
-            break
-        fingerprint = next_fingerprint
-    roots = current.select(F.col("dst").alias(DOC_ID)).distinct().join(
-        current.select(F.col("src").alias(DOC_ID)), DOC_ID, "left_anti")
+        hubs = hub_degree if shape.max_degree >= hub_degree else None
+        current = checkpoint(small_star(large_star(current, hubs), hubs), f"cc-round-{rounds:03d}")
+        shape = star_shape(current)
+    # A forest of stars: each leaf (src) points at its centre (dst), the component's minimum.
+    centres = current.select(F.col("dst").alias(DOC_ID)).distinct()
     labels = current.select(F.col("src").alias(DOC_ID), F.col("dst").alias("root")).unionByName(
-        roots.select(DOC_ID, F.col(DOC_ID).alias("root")))
+        centres.select(DOC_ID, F.col(DOC_ID).alias("root")))
     return Components(labels, rounds)

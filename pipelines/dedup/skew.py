@@ -18,13 +18,17 @@ from pyspark.sql import functions as F
 _AT_HUB = "_at_hub"
 
 
-def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: str, threshold: int) -> DataFrame:
+def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: str,
+             threshold: int | None) -> DataFrame:
     """``rows ⋈ per_key`` on ``key`` (inner), ``per_key``'s ``weight`` column dropped.
 
     One broadcast serves both halves: rows are left-joined to the heavy keys in place, the
     matched ones are done, and only the unmatched go on to the shuffled join with light keys.
+    ``threshold=None`` says the caller knows no key is heavy: a plain shuffled join, no broadcast.
     """
     keys = [key] if isinstance(key, str) else key
+    if threshold is None:
+        return rows.join(per_key.drop(weight), keys)
     heavy = F.col(weight) >= threshold
     hubs = per_key.filter(heavy).drop(weight).withColumn(_AT_HUB, F.lit(True))
     tagged = rows.join(F.broadcast(hubs), keys, "left")
