@@ -6,7 +6,7 @@ rename cannot silently desynchronise a writer from its reader.
 
 from __future__ import annotations
 
-from pyspark.sql.types import (BinaryType, DoubleType, IntegerType, LongType, StringType,
+from pyspark.sql.types import (ArrayType, BinaryType, DoubleType, IntegerType, LongType, StringType,
                                StructField, StructType)
 
 DOC_ID = "doc_id"
@@ -24,6 +24,8 @@ SIGNATURES = StructType([
     StructField("text_length", LongType(), False),  # characters of the raw text
     StructField("normalized_length", LongType(), False),  # bytes after normalisation; 0 = empty
     StructField("signature", BinaryType(), False),
+    # LSH bucket of each band (``udfs.lsh.band_keys``), computed while the signature is at hand.
+    StructField("band_keys", ArrayType(LongType(), False), False),
     StructField("excerpt", StringType(), True),  # first EXCERPT_CHARS characters, for the report
 ])
 

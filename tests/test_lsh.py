@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 from scipy.integrate import quad
 
-from udfs.lsh import band_keys, collision_probability, optimal_bands_rows, signature_agreement
+from udfs.lsh import band_keys, bucket_star_edges, collision_probability, optimal_bands_rows, signature_agreement
 from udfs.minhash import compute_signatures, permutations
 
 
@@ -59,3 +59,22 @@ def test_signature_agreement_counts_equal_positions():
     left = np.array([[1, 2, 3, 4], [0, 0, 0, 0]], dtype=np.uint32)
     right = np.array([[1, 2, 0, 4], [1, 1, 1, 1]], dtype=np.uint32)
     np.testing.assert_allclose(signature_agreement(left, right), [0.75, 0.0])
+
+
+def test_bucket_star_edges_link_each_member_to_its_bucket_minimum():
+    """Against a dictionary of buckets built row by row: same distinct edges, no self-loops."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    bands = rng.integers(0, 4, n).astype(np.int32)
+    keys = rng.integers(-40, 40, n)  # few keys: many buckets of several members, some singletons
+    ids = rng.choice(np.arange(-10**12, 10**12, 7919), n, replace=False)
+    ids[:50] = ids[50:100]  # one document in several buckets of a band is impossible, but
+    bands[:50] = (bands[50:100] + 1) % 4  # the same document in several bands is the rule
+    buckets = {}
+    for band, key, doc in zip(bands.tolist(), keys.tolist(), ids.tolist()):
+        buckets.setdefault((band, key), []).append(doc)
+    expected = {(doc, min(members)) for members in buckets.values() for doc in members if doc != min(members)}
+    src, dst = bucket_star_edges(bands, keys, ids)
+    got = list(zip(src.tolist(), dst.tolist()))
+    assert len(got) == len(set(got)) and set(got) == expected
+    assert bucket_star_edges(bands[:0], keys[:0], ids[:0])[0].size == 0

@@ -70,6 +70,30 @@ def band_keys(signatures, bands, rows):
     return out
 
 
+def bucket_star_edges(bands: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``(src, dst)`` star edges of the buckets ``(band, key)`` among the given rows.
+
+    Every member of a bucket with two or more members is linked to the bucket's smallest id
+    (``k - 1`` edges for ``k`` members, never the ``k²/2`` pairs); singletons yield nothing.
+    One lexicographic sort does the grouping: O(n log n) whatever the bucket sizes.
+    """
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.lexsort((ids, keys, bands))
+    band, key, member = bands[order], keys[order], ids[order]
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1])
+    smallest = member[np.maximum.accumulate(np.where(first, np.arange(n), 0))]
+    linked = member != smallest
+    src, dst = member[linked], smallest[linked]
+    order = np.lexsort((dst, src))  # the same pair from several bands: keep one
+    src, dst = src[order], dst[order]
+    distinct = np.ones(len(src), dtype=np.bool_)
+    distinct[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1])
+    return src[distinct], dst[distinct]
+
+
 @njit(cache=True)
 def signature_agreement(left, right):
     """Per row, the fraction of positions where two signature matrices agree (Jaccard estimate)."""

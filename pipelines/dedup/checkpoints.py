@@ -31,7 +31,7 @@ log = logging.getLogger("corpus_prep.checkpoints")
 
 MARKER = "_COMMITTED"
 # Bump when a stage's output changes meaning, so that old staging work is never reused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:
@@ -73,7 +73,7 @@ class Checkpoints:
         path = self.out.path("_work", name)
         previous = self._marker(name)
         if previous is not None and self._trusted:
-            stored = self._verified(path, previous)
+            stored = self._verified(path, df, previous)
             if stored is not None:
                 self.reused.append(name)
                 return stored
@@ -81,7 +81,7 @@ class Checkpoints:
             self.discarded.append(name)
             log.warning("checkpoint %s is incomplete or corrupt; recomputing it", name)
         df.write.mode("overwrite").parquet(path)
-        written = self.spark.read.parquet(path)
+        written = self._read(path, df)
         rows, checksum = content_summary(written)
         if previous is not None and (previous["rows"], previous["checksum"]) != (rows, checksum):
             log.warning("recomputed checkpoint %s differs from its earlier commit; later checkpoints "
@@ -97,9 +97,13 @@ class Checkpoints:
         except json.JSONDecodeError:  # a damaged marker commits nothing
             return None
 
-    def _verified(self, path: str, marker: dict) -> DataFrame | None:
+    def _read(self, path: str, df: DataFrame) -> DataFrame:
+        """The files at ``path`` as ``df``'s columns; the schema is known, so no footer-reading job."""
+        return self.spark.read.schema(df.schema).parquet(path)
+
+    def _verified(self, path: str, df: DataFrame, marker: dict) -> DataFrame | None:
         try:
-            stored = self.spark.read.parquet(path)
+            stored = self._read(path, df)
             if content_summary(stored) == (marker["rows"], marker["checksum"]):
                 return stored
         except Exception as err:  # unreadable files: a truncated footer, a missing column chunk

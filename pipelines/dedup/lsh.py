@@ -1,48 +1,42 @@
 """Stage 3: LSH banding into buckets and star-shaped candidate edges.
 
-Each document contributes one ``(band, band_key)`` row per band. A bucket with ``k > 1``
-members yields the ``k - 1`` edges ``member → min(bucket)`` (a star), never the ``k²/2``
-pairs: connectivity is all the component pass needs. Singleton buckets yield nothing.
+Each document contributes one ``(band, band_key, doc_id)`` row per band (its ``band_keys``,
+computed by the signature scan). The rows are shuffled by bucket, so every bucket is whole in
+one partition, and each partition is grouped by one NumPy sort (``udfs.lsh.bucket_star_edges``):
+a bucket with ``k > 1`` members yields the ``k - 1`` edges ``member → min(bucket)`` (a star),
+never the ``k²/2`` pairs; connectivity is all the component pass needs. A partition's rows are
+held as three arrays (20 bytes a row), so a huge bucket costs memory in proportion to its size,
+not to its pairs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from schemas.tables import BAND_KEYS, DOC_ID
-from udfs.arrow_buffers import rows_from_binary
-from udfs.lsh import band_keys
+from schemas.enforce import conform
+from schemas.tables import BAND_KEYS, DOC_ID, EDGES
+from udfs.lsh import bucket_star_edges
 
 
-def band_rows(signatures: DataFrame, num_perm: int, bands: int, rows: int) -> DataFrame:
-    """``BAND_KEYS`` rows for every document in ``signatures`` (``doc_id``, ``signature``)."""
-    names = [f.name for f in BAND_KEYS.fields]
-
-    def to_bands(batches):
-        for batch in batches:
-            ids = batch.column(0).to_numpy()
-            keys = band_keys(rows_from_binary(batch.column(1), np.uint32, num_perm), bands, rows)
-            band_index = np.tile(np.arange(bands, dtype=np.int32), len(ids))
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(band_index), pa.array(keys.reshape(-1)), pa.array(np.repeat(ids, bands))],
-                names=names)
-
-    return signatures.select(DOC_ID, "signature").mapInArrow(to_bands, BAND_KEYS)
+def band_rows(signatures: DataFrame) -> DataFrame:
+    """``BAND_KEYS`` rows ``(band, band_key, doc_id)`` for every document in ``signatures``."""
+    exploded = signatures.select(DOC_ID, F.posexplode("band_keys").alias("band", "band_key"))
+    return conform(exploded, BAND_KEYS, "band keys")
 
 
 def candidate_edges(bands: DataFrame) -> DataFrame:
-    """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets.
+    """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets."""
+    names = [f.name for f in EDGES.fields]
 
-    One shuffle of the band rows: a window over each bucket gives every member the bucket's
-    minimum, and the bucket minimum itself (and every singleton) drops out as a self-edge. A
-    bucket's rows are streamed through a spillable buffer, so a huge bucket costs one long
-    task, not memory.
-    """
-    bucket = Window.partitionBy("band", "band_key")
-    return (bands.select(DOC_ID, F.min(DOC_ID).over(bucket).alias("dst"))
-            .filter(F.col(DOC_ID) != F.col("dst"))
-            .select(F.col(DOC_ID).alias("src"), "dst")
-            .distinct())
+    def stars(batches):
+        table = pa.Table.from_batches(list(batches))
+        if table.num_rows == 0:
+            return
+        src, dst = bucket_star_edges(*(table.column(c).to_numpy() for c in ("band", "band_key", DOC_ID)))
+        yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
+
+    # Pairs found in buckets of different bands (so in different partitions) meet in distinct().
+    return bands.repartition("band", "band_key").mapInArrow(stars, EDGES).distinct()

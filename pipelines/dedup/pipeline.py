@@ -103,10 +103,11 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         priority = _rank_column(cfg, documents)
         rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
         rejected.write.parquet(out.path("rejected"))
-        n_rejected = spark.read.parquet(out.path("rejected")).count()
+        n_rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
 
+    bands, rows = choose_bands_rows(cfg)
     with timer.stage("signatures"):
-        sigs = checkpoint(conform(signature_scan(documents, corpus.text_column, cfg.minhash),
+        sigs = checkpoint(conform(signature_scan(documents, corpus.text_column, cfg.minhash, bands, rows),
                                   SIGNATURES, "signatures"), "signatures")
         text_counts = sigs.agg(
             F.count(F.lit(1)).alias("documents"),
@@ -134,10 +135,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
         lsh_input = _without(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids)
 
-    bands, rows = choose_bands_rows(cfg)
     with timer.stage("lsh"):
-        candidates = checkpoint(candidate_edges(band_rows(lsh_input, cfg.minhash.num_perm, bands, rows)),
-                                "candidates")
+        candidates = checkpoint(candidate_edges(band_rows(lsh_input)), "candidates")
     with timer.stage("verify"):
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
@@ -160,14 +159,14 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
                                  F.lit("exact").alias("match")))
         duplicates = conform(near.unionByName(exact_removed), DUPLICATES, "duplicates")
         duplicates.write.parquet(out.path("duplicates"))
-        duplicates = spark.read.parquet(out.path("duplicates"))
+        duplicates = spark.read.schema(DUPLICATES).parquet(out.path("duplicates"))
 
     with timer.stage("write"):
         kept = _without(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids)
         kept.write.parquet(out.path("data"))
 
     with timer.stage("check"):
-        written = spark.read.parquet(out.path("data"))
+        written = spark.read.schema(kept.schema).parquet(out.path("data"))
         counts = _check_accounting(written, duplicates, n_documents)
         sizes = cluster_sizes(duplicates)
         clusters = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("size").alias("largest"),

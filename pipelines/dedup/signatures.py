@@ -1,7 +1,8 @@
-"""Stage 1: one scan over the documents computing exact hashes and MinHash signatures.
+"""Stage 1: one scan over the documents computing exact hashes, MinHash signatures and band keys.
 
 Texts are read once here and never shuffled: every later stage works on the compact
-``SIGNATURES`` table (ids, hashes, lengths, 1 KB signatures and a short excerpt for the report).
+``SIGNATURES`` table (ids, hashes, lengths, 1 KB signatures, LSH band keys and a short excerpt
+for the report).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pyspark.sql import functions as F
 from pipelines.config import MinHashConfig
 from schemas.tables import DOC_ID, EXCERPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
+from udfs.lsh import band_keys
 from udfs.minhash import compute_signatures, permutations
 
 
-def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig) -> DataFrame:
+def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, bands: int, rows: int) -> DataFrame:
     """``SIGNATURES`` rows for every document (``n_shingles == 0`` marks unclusterable ones)."""
     ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
     a, b = permutations(cfg.num_perm, cfg.seed)
@@ -29,6 +31,8 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig) -
             texts = batch.column(1)
             out = compute_signatures(texts, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b)
             lengths = pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int64())
+            keys = band_keys(out.signatures, bands, rows).reshape(-1)
+            key_offsets = np.arange(len(texts) + 1, dtype=np.int32) * np.int32(bands)
             yield pa.RecordBatch.from_arrays([
                 batch.column(0),
                 pa.array(out.exact_hash_hi.view(np.int64)),
@@ -37,6 +41,7 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig) -
                 lengths,
                 pa.array(out.normalized_length),
                 binary_from_rows(out.signatures),
+                pa.ListArray.from_arrays(pa.array(key_offsets), pa.array(keys)),
                 pc.utf8_slice_codeunits(texts, 0, EXCERPT_CHARS),
             ], names=names)
 
