@@ -5,6 +5,14 @@ columns, so the same row gets the same id in whichever file or partition it arri
 that are identical in every column (and so share that hash) are told apart by an occurrence
 number: the k-th copy (k >= 1) gets ``xxhash64(hash, k)``. Which physical copy receives which
 number does not matter — the copies are identical — so the output is the same either way.
+Copies are numbered in the order of a second, independently seeded hash of the row
+(``TIEBREAK``), so two *different* rows that collide on the first hash still get the same ids
+in every pass that numbers them (the signature table and the written documents).
+
+Which hashes repeat is learnt from the signature table (one id per input row, written by the
+signature scan anyway), not from a separate pass over the corpus: the scan runs on the row
+hashes with ``TIEBREAK`` carried along, and :func:`number_copies` then gives the copies their
+own ids both there and in the documents written at the end.
 
 With ``--id-column`` the user's ids are used: integers as they are, strings through
 ``xxhash64``. Null ids are rejected rows; repeated ids, or two strings whose hashes collide,
@@ -13,8 +21,6 @@ are input errors (the job cannot tell such documents apart).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType, StringType
@@ -22,22 +28,23 @@ from pyspark.sql.types import IntegralType, StringType
 from pipelines.io.readers import InputError, as_rejected
 from schemas.tables import DOC_ID
 
-_ROW_HASH = "_row_hash"
+TIEBREAK = "_tiebreak"
 _OCCURRENCE = "_occurrence"
 
 
-def assign_doc_ids(frame: DataFrame, id_column: str | None, text_column: str,
-                   materialize: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame]:
+def assign_doc_ids(frame: DataFrame, id_column: str | None) -> tuple[DataFrame, DataFrame]:
     """Return ``(documents with DOC_ID, rejected rows in the REJECTED schema)``.
 
-    ``materialize`` persists the small table of repeated row hashes (the job passes its
-    checkpoint), so each later pass over the documents scans the corpus for its rows only, not
-    again to find which rows repeat.
+    Without ``id_column`` the documents also carry ``TIEBREAK``, and copies of a repeated row
+    still share their ``DOC_ID`` (the row hash) until :func:`number_copies` tells them apart.
     """
     if DOC_ID in frame.columns and id_column != DOC_ID:
         raise InputError(f"the input already has a {DOC_ID!r} column; pass --id-column {DOC_ID}")
     if id_column is None:
-        return _row_hash_ids(frame, text_column, materialize), as_rejected(frame.limit(0), "")
+        columns = [F.col(f"`{c}`") for c in frame.columns]
+        hashed = frame.select("*", F.xxhash64(*columns).alias(DOC_ID),
+                              F.xxhash64(F.lit("tiebreak"), *columns).alias(TIEBREAK))
+        return hashed, as_rejected(frame.limit(0), "")
     if id_column not in frame.columns:
         raise InputError(f"id column {id_column!r} not found; the input has columns {sorted(frame.columns)}")
     dtype = frame.schema[id_column].dataType
@@ -66,20 +73,26 @@ def _check_unique(documents: DataFrame, id_column: str) -> None:
     raise InputError(f"ids {pairs} hash to the same 64-bit value; use integer ids")
 
 
-def _row_hash_ids(frame: DataFrame, text_column: str, materialize: Callable[[DataFrame], DataFrame]) -> DataFrame:
-    columns = [F.col(f"`{c}`") for c in frame.columns]
-    hashed = frame.withColumn(_ROW_HASH, F.xxhash64(*columns))
-    repeated = materialize(hashed.groupBy(_ROW_HASH).count().filter(F.col("count") > 1).select(_ROW_HASH))
+def repeated_hashes(rows: DataFrame) -> DataFrame:
+    """``(DOC_ID)`` of the row hashes that more than one row of ``rows`` carries."""
+    return rows.groupBy(DOC_ID).count().filter(F.col("count") > 1).select(DOC_ID)
+
+
+def number_copies(rows: DataFrame, repeated: DataFrame) -> DataFrame:
+    """``rows`` (``DOC_ID`` = row hash, ``TIEBREAK``) with every copy of a repeated hash under its
+    own id, ``TIEBREAK`` dropped.
+
+    Rows of hashes not in ``repeated`` keep their id without moving (``repeated`` is small and
+    broadcast); only the copies are shuffled, to be numbered in ``TIEBREAK`` order.
+    """
     if repeated.isEmpty():
-        return hashed.withColumnRenamed(_ROW_HASH, DOC_ID)
-    # Identical rows exist: number the copies of each repeated hash. The tie-breakers only
-    # matter if two *different* rows collide on 64 bits; they keep even that case deterministic.
-    order = Window.partitionBy(_ROW_HASH).orderBy(F.xxhash64(F.lit("tiebreak"), *columns), F.col(f"`{text_column}`"))
-    flagged = hashed.join(repeated.withColumn("_repeated", F.lit(True)), _ROW_HASH, "left")
-    singles = flagged.filter(F.col("_repeated").isNull()).drop("_repeated")
+        return rows.drop(TIEBREAK)
+    flagged = rows.join(repeated.withColumn("_repeated", F.lit(True)), DOC_ID, "left")
+    singles = flagged.filter(F.col("_repeated").isNull()).drop("_repeated", TIEBREAK)
+    order = Window.partitionBy(DOC_ID).orderBy(TIEBREAK)
     copies = (flagged.filter(F.col("_repeated")).drop("_repeated")
               .withColumn(_OCCURRENCE, F.row_number().over(order) - 1)
-              .withColumn(_ROW_HASH, F.when(F.col(_OCCURRENCE) == 0, F.col(_ROW_HASH))
-                          .otherwise(F.xxhash64(F.col(_ROW_HASH), F.col(_OCCURRENCE))))
-              .drop(_OCCURRENCE))
-    return singles.unionByName(copies).withColumnRenamed(_ROW_HASH, DOC_ID)
+              .withColumn(DOC_ID, F.when(F.col(_OCCURRENCE) == 0, F.col(DOC_ID))
+                          .otherwise(F.xxhash64(F.col(DOC_ID), F.col(_OCCURRENCE))))
+              .drop(_OCCURRENCE, TIEBREAK))
+    return singles.unionByName(copies)

@@ -25,13 +25,12 @@ SIGNATURES = StructType([
     StructField("normalized_length", LongType(), False),  # bytes after normalisation; 0 = empty
     StructField("signature", BinaryType(), False),
     # LSH bucket of each band (``udfs.lsh.band_keys``), computed while the signature is at hand.
-    StructField("band_keys", ArrayType(LongType(), False), False),
+    StructField("band_keys", ArrayType(LongType()), False),
     StructField("excerpt", StringType(), True),  # first EXCERPT_CHARS characters, for the report
 ])
 
-# One row per (document, band): the LSH bucket it falls into.
+# One row per (document, band): the LSH bucket it falls into (keys are seeded by their band).
 BAND_KEYS = StructType([
-    StructField("band", IntegerType(), False),
     StructField("band_key", LongType(), False),
     StructField(DOC_ID, LongType(), False),
 ])

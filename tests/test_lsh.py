@@ -62,19 +62,21 @@ def test_signature_agreement_counts_equal_positions():
 
 
 def test_bucket_star_edges_link_each_member_to_its_bucket_minimum():
-    """Against a dictionary of buckets built row by row: same distinct edges, no self-loops."""
+    """Against a dictionary of buckets built row by row: the same distinct edges, no self-loops."""
     rng = np.random.default_rng(11)
     n = 5000
-    bands = rng.integers(0, 4, n).astype(np.int32)
     keys = rng.integers(-40, 40, n)  # few keys: many buckets of several members, some singletons
     ids = rng.choice(np.arange(-10**12, 10**12, 7919), n, replace=False)
-    ids[:50] = ids[50:100]  # one document in several buckets of a band is impossible, but
-    bands[:50] = (bands[50:100] + 1) % 4  # the same document in several bands is the rule
+    # Rows 0-49 and 100-149 pair up in buckets of their own (keys 60-139), and the same pairs
+    # meet again in a second set of buckets (keys 1060-1139): each edge must come out once.
+    keys[:50] = keys[100:150] = keys[50:100] + 100
+    keys[150:200] = keys[200:250] = keys[:50] + 1000
+    ids[150:200], ids[200:250] = ids[:50], ids[100:150]
     buckets = {}
-    for band, key, doc in zip(bands.tolist(), keys.tolist(), ids.tolist()):
-        buckets.setdefault((band, key), []).append(doc)
+    for key, doc in zip(keys.tolist(), ids.tolist()):
+        buckets.setdefault(key, []).append(doc)
     expected = {(doc, min(members)) for members in buckets.values() for doc in members if doc != min(members)}
-    src, dst = bucket_star_edges(bands, keys, ids)
+    src, dst = bucket_star_edges(keys, ids)
     got = list(zip(src.tolist(), dst.tolist()))
     assert len(got) == len(set(got)) and set(got) == expected
-    assert bucket_star_edges(bands[:0], keys[:0], ids[:0])[0].size == 0
+    assert bucket_star_edges(keys[:0], ids[:0])[0].size == 0

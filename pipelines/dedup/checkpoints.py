@@ -3,8 +3,9 @@
 Every intermediate table is written as Parquet under ``<staging>/_work/NAME`` and committed by
 a marker ``_work/NAME/_COMMITTED`` holding its row count and a content checksum (the sum of
 ``xxhash64`` over all columns of all rows: order-insensitive, so independent of the file
-layout). The marker is written only after the write job committed and the data read back to
-those figures.
+layout). Both figures are observed on the rows as the write job writes them (Spark's
+``observe``: no second job over the table) and the marker is written only after that job
+committed.
 
 The staging directory of a run is named by a fingerprint of its input files and settings
 (:func:`run_key`), so rerunning the same command after a crash finds the work of the crashed
@@ -20,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.io.publish import OutputDir
@@ -51,12 +53,18 @@ def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _summary_columns(df: DataFrame) -> list[Column]:
+    return [F.count(F.lit(1)).alias("rows"),
+            F.sum(F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]).cast("decimal(38,0)")).alias("checksum")]
+
+
+def _summary(row) -> tuple[int, str]:
+    return row["rows"], str(row["checksum"] or 0)
+
+
 def content_summary(df: DataFrame) -> tuple[int, str]:
     """``(rows, checksum)`` of a table, in one aggregate."""
-    row = df.agg(F.count(F.lit(1)).alias("rows"),
-                 F.sum(F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]).cast("decimal(38,0)"))
-                 .alias("checksum")).first()
-    return row["rows"], str(row["checksum"] or 0)
+    return _summary(df.agg(*_summary_columns(df)).first())
 
 
 @dataclass
@@ -80,9 +88,10 @@ class Checkpoints:
         if self.out.exists(path):
             self.discarded.append(name)
             log.warning("checkpoint %s is incomplete or corrupt; recomputing it", name)
-        df.write.mode("overwrite").parquet(path)
+        observation = Observation(f"checkpoint {name} {uuid.uuid4().hex}")
+        df.observe(observation, *_summary_columns(df)).write.mode("overwrite").parquet(path)
+        rows, checksum = _summary(observation.get)
         written = self._read(path, df)
-        rows, checksum = content_summary(written)
         if previous is not None and (previous["rows"], previous["checksum"]) != (rows, checksum):
             log.warning("recomputed checkpoint %s differs from its earlier commit; later checkpoints "
                         "will be recomputed too", name)

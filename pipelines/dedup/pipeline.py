@@ -23,7 +23,7 @@ from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
                                        strongest_links)
 from pipelines.dedup.verify import score_edges, verified
-from pipelines.ids import assign_doc_ids
+from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
@@ -53,18 +53,24 @@ def choose_bands_rows(cfg: DedupConfig) -> tuple[int, int]:
                               cfg.lsh.false_positive_weight, cfg.lsh.false_negative_weight)
 
 
+def _check_priority_column(cfg: DedupConfig, corpus: DataFrame) -> None:
+    """Fail before any scan if ``--keep priority`` names a column that cannot rank documents."""
+    if cfg.keep is not KeepPolicy.PRIORITY:
+        return
+    column = cfg.keep_priority_column
+    if column not in corpus.columns:
+        raise InputError(f"--keep-priority column {column!r} not found; the input has columns "
+                         f"{sorted(corpus.columns)}")
+    dtype = corpus.schema[column].dataType
+    if not isinstance(dtype, (NumericType, StringType)):
+        raise InputError(f"--keep-priority column {column!r} has type {dtype.simpleString()}; "
+                         "expected a number or a string")
+
+
 def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
     """``(doc_id, rank)``: what "best" means for survivor choice (see ``survivors``)."""
     if cfg.keep is KeepPolicy.PRIORITY:
-        column = cfg.keep_priority_column
-        if column not in documents.columns:
-            raise InputError(f"--keep-priority column {column!r} not found; the input has columns "
-                             f"{sorted(documents.columns)}")
-        dtype = documents.schema[column].dataType
-        if not isinstance(dtype, (NumericType, StringType)):
-            raise InputError(f"--keep-priority column {column!r} has type {dtype.simpleString()}; "
-                             "expected a number or a string")
-        return documents.select(DOC_ID, F.col(f"`{column}`").alias("rank"))
+        return documents.select(DOC_ID, F.col(f"`{cfg.keep_priority_column}`").alias("rank"))
     return None
 
 
@@ -93,22 +99,27 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
 
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
          timer: StageTimer) -> tuple[dict, DataFrame]:
-    """The stages; returns the statistics and the checkpointed ``SIGNATURES`` table."""
+    """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
     with timer.stage("read"):
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
             log.warning(note)
-        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column, corpus.text_column,
-                                               lambda repeated: checkpoint(repeated, "repeated-rows"))
-        priority = _rank_column(cfg, documents)
+        _check_priority_column(cfg, corpus.documents)
+        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column)
         rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
         rejected.write.parquet(out.path("rejected"))
         n_rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
 
     bands, rows = choose_bands_rows(cfg)
     with timer.stage("signatures"):
-        sigs = checkpoint(conform(signature_scan(documents, corpus.text_column, cfg.minhash, bands, rows),
-                                  SIGNATURES, "signatures"), "signatures")
+        carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
+        sigs = checkpoint(signature_scan(documents, corpus.text_column, cfg.minhash, bands, rows, carry),
+                          "signatures")
+        if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
+            repeated = checkpoint(repeated_hashes(sigs), "repeated-rows")
+            sigs, documents = number_copies(sigs, repeated), number_copies(documents, repeated)
+        sigs = conform(sigs, SIGNATURES, "signatures")
+        priority = _rank_column(cfg, documents)
         text_counts = sigs.agg(
             F.count(F.lit(1)).alias("documents"),
             F.count_if(F.col("normalized_length") == 0).alias("empty"),

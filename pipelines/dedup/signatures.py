@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from pipelines.config import MinHashConfig
 from schemas.tables import DOC_ID, EXCERPT_CHARS, SIGNATURES
@@ -20,15 +21,19 @@ from udfs.lsh import band_keys
 from udfs.minhash import compute_signatures, permutations
 
 
-def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, bands: int, rows: int) -> DataFrame:
-    """``SIGNATURES`` rows for every document (``n_shingles == 0`` marks unclusterable ones)."""
+def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, bands: int, rows: int,
+                   carry: tuple[str, ...] = ()) -> DataFrame:
+    """``SIGNATURES`` rows for every document (``n_shingles == 0`` marks unclusterable ones),
+    followed by the ``carry`` columns of ``documents`` as they are."""
     ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
     a, b = permutations(cfg.num_perm, cfg.seed)
-    names = [f.name for f in SIGNATURES.fields]
+    schema = StructType(SIGNATURES.fields + [documents.schema[c] for c in carry])
+    names = schema.fieldNames()
+    width = len(carry)
 
     def scan(batches):
         for batch in batches:
-            texts = batch.column(1)
+            texts = batch.column(1 + width)
             out = compute_signatures(texts, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b)
             lengths = pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int64())
             keys = band_keys(out.signatures, bands, rows).reshape(-1)
@@ -43,6 +48,7 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, b
                 binary_from_rows(out.signatures),
                 pa.ListArray.from_arrays(pa.array(key_offsets), pa.array(keys)),
                 pc.utf8_slice_codeunits(texts, 0, EXCERPT_CHARS),
+                *batch.columns[1:1 + width],
             ], names=names)
 
-    return documents.select(F.col(DOC_ID), F.col(f"`{text_column}`")).mapInArrow(scan, SIGNATURES)
+    return documents.select(DOC_ID, *carry, F.col(f"`{text_column}`")).mapInArrow(scan, schema)
