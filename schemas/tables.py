@@ -29,10 +29,12 @@ SIGNATURES = StructType([
     StructField("excerpt", StringType(), True),  # first EXCERPT_CHARS characters, for the report
 ])
 
-# One row per (document, band): the LSH bucket it falls into (keys are seeded by their band).
-BAND_KEYS = StructType([
-    StructField("band_key", LongType(), False),
-    StructField(DOC_ID, LongType(), False),
+# The (band key, document) pairs of one LSH part (``key mod parts``), packed as two little-endian
+# int64 arrays: a few thousand such rows carry a gigabyte's 7 million pairs through the shuffle.
+BAND_KEY_BLOCKS = StructType([
+    StructField("part", IntegerType(), False),
+    StructField("band_keys", BinaryType(), False),
+    StructField("doc_ids", BinaryType(), False),
 ])
 
 # Undirected graph edges; ``src > dst`` is not required by readers but is produced by writers.

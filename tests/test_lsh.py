@@ -3,7 +3,8 @@ import pyarrow as pa
 import pytest
 from scipy.integrate import quad
 
-from udfs.lsh import band_keys, bucket_star_edges, collision_probability, optimal_bands_rows, signature_agreement
+from udfs.lsh import (band_keys, bucket_star_edges, collision_probability, optimal_bands_rows, signature_agreement,
+                      split_by_part)
 from udfs.minhash import compute_signatures, permutations
 
 
@@ -80,3 +81,17 @@ def test_bucket_star_edges_link_each_member_to_its_bucket_minimum():
     got = list(zip(src.tolist(), dst.tolist()))
     assert len(got) == len(set(got)) and set(got) == expected
     assert bucket_star_edges(keys[:0], ids[:0])[0].size == 0
+
+
+def test_split_by_part_keeps_each_key_in_one_part_and_loses_no_pair():
+    rng = np.random.default_rng(2)
+    keys = rng.integers(-2**63, 2**63 - 1, 3000, dtype=np.int64)
+    keys[1000:1500] = keys[:500]  # buckets of several members
+    ids = np.arange(3000, dtype=np.int64)
+    blocks = split_by_part(keys, ids, 7)
+    assert sorted(np.concatenate([i for _, _, i in blocks]).tolist()) == ids.tolist()
+    part_of = {}
+    for part, block_keys, block_ids in blocks:
+        assert 0 <= part < 7 and len(block_keys) == len(block_ids) > 0
+        for key, doc in zip(block_keys.tolist(), block_ids.tolist()):
+            assert keys[doc] == key and part_of.setdefault(key, part) == part

@@ -70,21 +70,35 @@ def band_keys(signatures, bands, rows):
     return out
 
 
-def bucket_star_edges(bands: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ``(src, dst)`` star edges of the buckets ``(band, key)`` among the given rows.
+def split_by_part(keys: np.ndarray, ids: np.ndarray, parts: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``(part, keys, ids)`` for each non-empty part, a key's part being ``key mod parts``.
+
+    Every row of one bucket (one key) lands in the same part, so a part can be grouped on its
+    own. Keys are avalanche-mixed hashes, so parts are evenly filled.
+    """
+    part = (keys.view(np.uint64) % np.uint64(parts)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+    return [(p, keys[order[lo:hi]], ids[order[lo:hi]])
+            for p, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo]
+
+
+def bucket_star_edges(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``(src, dst)`` star edges of the buckets (equal ``keys``) among the given rows.
 
     Every member of a bucket with two or more members is linked to the bucket's smallest id
     (``k - 1`` edges for ``k`` members, never the ``k²/2`` pairs); singletons yield nothing.
-    One lexicographic sort does the grouping: O(n log n) whatever the bucket sizes.
+    Band keys are seeded by their band (:func:`band_keys`), so the key alone names a bucket; two
+    bands meeting on one key (chance 2**-64) would only add candidates that verification drops.
+    One sort of the keys does the grouping: O(n log n) whatever the bucket sizes.
     """
-    n = len(ids)
-    if n == 0:
+    if len(ids) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.lexsort((ids, keys, bands))
-    band, key, member = bands[order], keys[order], ids[order]
-    first = np.ones(n, dtype=np.bool_)
-    first[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1])
-    smallest = member[np.maximum.accumulate(np.where(first, np.arange(n), 0))]
+    order = np.argsort(keys, kind="stable")
+    key, member = keys[order], ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    sizes = np.diff(np.append(starts, len(key)))
+    smallest = np.repeat(np.minimum.reduceat(member, starts), sizes)
     linked = member != smallest
     src, dst = member[linked], smallest[linked]
     order = np.lexsort((dst, src))  # the same pair from several bands: keep one

@@ -1,43 +1,58 @@
 """Stage 3: LSH banding into buckets and star-shaped candidate edges.
 
-Each document contributes one ``(band_key, doc_id)`` row per band (its ``band_keys``, computed
-by the signature scan; a key is seeded by its band, so it names the bucket alone). The rows are
-shuffled by key, so every bucket is whole in one partition, and each partition is grouped by
-one NumPy sort (``udfs.lsh.bucket_star_edges``):
-a bucket with ``k > 1`` members yields the ``k - 1`` edges ``member → min(bucket)`` (a star),
-never the ``k²/2`` pairs; connectivity is all the component pass needs. A partition's rows are
-held as two arrays (16 bytes a row), so a huge bucket costs memory in proportion to its size,
-not to its pairs.
+Each document contributes one ``(band_key, doc_id)`` pair per band (its ``band_keys``, computed
+by the signature scan; a key is seeded by its band, so it names the bucket alone). Pairs are
+sent to part ``key mod parts`` in packed blocks (``BAND_KEY_BLOCKS``) — a few thousand rows
+through the shuffle instead of one row per pair — so every bucket is whole in one partition,
+and each partition is grouped by one NumPy sort (``udfs.lsh.bucket_star_edges``): a bucket with
+``k > 1`` members yields the ``k - 1`` edges ``member → min(bucket)`` (a star), never the
+``k²/2`` pairs; connectivity is all the component pass needs. A partition's pairs are held as
+two arrays (16 bytes a pair), so a huge bucket costs memory in proportion to its size, not to
+its pairs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from schemas.enforce import conform
-from schemas.tables import BAND_KEYS, DOC_ID, EDGES
-from udfs.lsh import bucket_star_edges
+from schemas.tables import BAND_KEY_BLOCKS, DOC_ID, EDGES
+from udfs.lsh import bucket_star_edges, split_by_part
 
 
-def band_rows(signatures: DataFrame) -> DataFrame:
-    """``BAND_KEYS`` rows ``(band_key, doc_id)`` for every document in ``signatures``."""
-    exploded = signatures.select(DOC_ID, F.explode("band_keys").alias("band_key"))
-    return conform(exploded, BAND_KEYS, "band keys")
+def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
+    """``BAND_KEY_BLOCKS`` holding every ``(band_key, doc_id)`` pair of ``signatures``."""
+    names = BAND_KEY_BLOCKS.fieldNames()
+
+    def to_blocks(batches):
+        for batch in batches:
+            lists = batch.column(1)
+            keys = lists.flatten().to_numpy()
+            ids = np.repeat(batch.column(0).to_numpy(), pc.list_value_length(lists).to_numpy(zero_copy_only=False))
+            blocks = split_by_part(keys, ids, parts)
+            yield pa.RecordBatch.from_arrays([
+                pa.array([p for p, _, _ in blocks], pa.int32()),
+                pa.array([k.tobytes() for _, k, _ in blocks], pa.binary()),
+                pa.array([i.tobytes() for _, _, i in blocks], pa.binary()),
+            ], names=names)
+
+    return signatures.select(DOC_ID, "band_keys").mapInArrow(to_blocks, BAND_KEY_BLOCKS)
 
 
-def candidate_edges(bands: DataFrame) -> DataFrame:
+def candidate_edges(blocks: DataFrame, parts: int) -> DataFrame:
     """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets."""
-    names = [f.name for f in EDGES.fields]
+    names = EDGES.fieldNames()
 
     def stars(batches):
-        table = pa.Table.from_batches(list(batches))
-        if table.num_rows == 0:
-            return
-        src, dst = bucket_star_edges(table.column("band_key").to_numpy(), table.column(DOC_ID).to_numpy())
-        yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
+        keys, ids = [], []
+        for batch in batches:
+            keys += [np.frombuffer(b, np.int64) for b in batch.column(1).to_pylist()]
+            ids += [np.frombuffer(b, np.int64) for b in batch.column(2).to_pylist()]
+        if keys:
+            src, dst = bucket_star_edges(np.concatenate(keys), np.concatenate(ids))
+            yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
 
     # Pairs found in buckets of different bands (so in different partitions) meet in distinct().
-    return bands.repartition("band_key").mapInArrow(stars, EDGES).distinct()
+    return blocks.repartition(parts, "part").mapInArrow(stars, EDGES).distinct()

@@ -18,7 +18,7 @@ from pyspark.sql.types import NumericType, StringType
 from pipelines.config import DedupConfig, KeepPolicy
 from pipelines.dedup.checkpoints import Checkpoints, run_key
 from pipelines.dedup.components import connected_components
-from pipelines.dedup.lsh import band_rows, candidate_edges
+from pipelines.dedup.lsh import band_blocks, candidate_edges
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
                                        strongest_links)
@@ -147,7 +147,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         lsh_input = _without(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids)
 
     with timer.stage("lsh"):
-        candidates = checkpoint(candidate_edges(band_rows(lsh_input)), "candidates")
+        parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
+        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts), "candidates")
     with timer.stage("verify"):
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
