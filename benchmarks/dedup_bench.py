@@ -150,6 +150,31 @@ def run_job(spark, path: str, out: str) -> tuple[dict, float, PeakMemory]:
     return stats, seconds, memory
 
 
+def bench_session(shuffle_partitions: int):
+    return get_spark(SparkConfig(master=f"local[{CORES}]", shuffle_partitions=shuffle_partitions,
+                                 ui=False, log_level="ERROR", driver_memory="4g"))
+
+
+def corpus_bytes(spark, corpus_dir: str) -> int:
+    return spark.read.parquet(corpus_dir).selectExpr("sum(octet_length(content)) as b").first()["b"]
+
+
+def full_report(spark, corpus_dir: str, stats: dict, job_s: float, memory: PeakMemory,
+                warm: list[float] = ()) -> dict:
+    """The whole-corpus run: rate, memory, counts and per-stage figures."""
+    total_bytes = corpus_bytes(spark, corpus_dir)
+    stages = {name: {"seconds": s, "mb_s_per_core": round(total_bytes / s / 1e6 / CORES, 1),
+                     "docs_s_per_core": round(stats["documents"] / s / CORES)}
+              for name, s in stats["stage_seconds"].items() if s > 0}
+    return {"texts_mb": round(total_bytes / 1e6), "documents": stats["documents"], "seconds": round(job_s, 1),
+            "mb_s": round(total_bytes / job_s / 1e6, 1), "mb_s_per_core": round(total_bytes / job_s / 1e6 / CORES, 1),
+            "warm_seconds": [round(w, 1) for w in warm],
+            "warm_mb_s": [round(total_bytes / w / 1e6, 1) for w in warm],
+            "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20,
+            "kept": stats["kept"], "exact": stats["exact_duplicates"], "near": stats["near_duplicates"],
+            "stages": stages}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size-mb", type=int, default=1024)
@@ -159,10 +184,20 @@ def main() -> None:
     p.add_argument("--kernel-only", action="store_true", help="time the signature kernel only, then stop")
     p.add_argument("--permutations", type=int, help="with --kernel-only: permutations to time (1 isolates "
                    "the scan from the min-reduction); default the job's")
+    p.add_argument("--warm-runs", type=int, default=0, help="run the job this many more times on the subset in the "
+                   "same Spark session: the first run pays the JVM's and Python workers' warm-up, these do not")
+    p.add_argument("--job-only", action="store_true", help="no kernel or reference timing: the job on the whole "
+                   "corpus in a fresh Spark session (then --warm-runs more times)")
     args = p.parse_args()
     report = {}
 
     corpus_dir = write_corpus(os.path.join(args.work, f"corpus-{args.size_mb}mb"), args.size_mb)
+    if args.job_only:
+        spark = bench_session(args.shuffle_partitions)
+        stats, job_s, memory = run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))
+        warm = [run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))[1] for _ in range(args.warm_runs)]
+        print(json.dumps(full_report(spark, corpus_dir, stats, job_s, memory, warm)), flush=True)
+        return
     texts = subset_texts(corpus_dir, args.reference_mb)
     subset_bytes = sum(len(t.encode()) for t in texts)
     subset_dir = os.path.join(args.work, f"subset-{args.reference_mb}mb")
@@ -196,30 +231,22 @@ def main() -> None:
         "ratio": round(reference_sig_s / kernel_s, 1)}
     print(json.dumps(report["signature_stage_per_core"]), flush=True)
 
-    spark = get_spark(SparkConfig(master=f"local[{CORES}]", shuffle_partitions=args.shuffle_partitions,
-                                  ui=False, log_level="ERROR", driver_memory="4g"))
+    spark = bench_session(args.shuffle_partitions)
     stats, job_s, memory = run_job(spark, subset_dir, os.path.join(args.work, "out-subset"))
+    warm = [run_job(spark, subset_dir, os.path.join(args.work, "out-subset"))[1] for _ in range(args.warm_runs)]
     report["whole_job_on_subset"] = {
         "texts_mb": round(subset_bytes / 1e6, 1),
-        "job_seconds": round(job_s, 1), "reference_seconds": round(reference_whole_s, 1),
+        "job_seconds": round(job_s, 1), "job_mb_s": round(subset_bytes / job_s / 1e6, 1),
+        "warm_job_seconds": [round(w, 1) for w in warm],
+        "reference_seconds": round(reference_whole_s, 1),
         "ratio": round(reference_whole_s / job_s, 2), "job_kept": stats["kept"], "reference_kept": survivors,
         "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20}
     print(json.dumps(report["whole_job_on_subset"]), flush=True)
 
-    total_bytes = spark.read.parquet(corpus_dir).selectExpr("sum(octet_length(content)) as b").first()["b"]
+    total_bytes = corpus_bytes(spark, corpus_dir)
     if subset_bytes < total_bytes:  # otherwise the run above was already on the whole corpus
         stats, job_s, memory = run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))
-    stages = {name: {"seconds": s, "mb_s_per_core": round(total_bytes / s / 1e6 / CORES, 1),
-                     "docs_s_per_core": round(stats["documents"] / s / CORES)}
-              for name, s in stats["stage_seconds"].items() if s > 0}
-    report["whole_job_full"] = {
-        "texts_mb": round(total_bytes / 1e6), "documents": stats["documents"], "seconds": round(job_s, 1),
-        "mb_s": round(total_bytes / job_s / 1e6, 1), "mb_s_per_core": round(total_bytes / job_s / 1e6 / CORES, 1),
-        "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20,
-        "kept": stats["kept"], "exact": stats["exact_duplicates"], "near": stats["near_duplicates"],
-        "stages": stages}
-    print(json.dumps(report["whole_job_full"]), flush=True)
-
+    print(json.dumps(full_report(spark, corpus_dir, stats, job_s, memory)), flush=True)
 
 if __name__ == "__main__":
     main()
