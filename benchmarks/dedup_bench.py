@@ -159,10 +159,9 @@ def corpus_bytes(spark, corpus_dir: str) -> int:
     return spark.read.parquet(corpus_dir).selectExpr("sum(octet_length(content)) as b").first()["b"]
 
 
-def full_report(spark, corpus_dir: str, stats: dict, job_s: float, memory: PeakMemory,
+def full_report(total_bytes: int, stats: dict, job_s: float, memory: PeakMemory,
                 warm: list[float] = ()) -> dict:
-    """The whole-corpus run: rate, memory, counts and per-stage figures."""
-    total_bytes = corpus_bytes(spark, corpus_dir)
+    """The whole-corpus run (``total_bytes`` of text): rate, memory, counts and per-stage figures."""
     stages = {name: {"seconds": s, "mb_s_per_core": round(total_bytes / s / 1e6 / CORES, 1),
                      "docs_s_per_core": round(stats["documents"] / s / CORES)}
               for name, s in stats["stage_seconds"].items() if s > 0}
@@ -196,7 +195,7 @@ def main() -> None:
         spark = bench_session(args.shuffle_partitions)
         stats, job_s, memory = run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))
         warm = [run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))[1] for _ in range(args.warm_runs)]
-        print(json.dumps(full_report(spark, corpus_dir, stats, job_s, memory, warm)), flush=True)
+        print(json.dumps(full_report(corpus_bytes(spark, corpus_dir), stats, job_s, memory, warm)), flush=True)
         return
     texts = subset_texts(corpus_dir, args.reference_mb)
     subset_bytes = sum(len(t.encode()) for t in texts)
@@ -246,7 +245,7 @@ def main() -> None:
     total_bytes = corpus_bytes(spark, corpus_dir)
     if subset_bytes < total_bytes:  # otherwise the run above was already on the whole corpus
         stats, job_s, memory = run_job(spark, corpus_dir, os.path.join(args.work, "out-full"))
-    print(json.dumps(full_report(spark, corpus_dir, stats, job_s, memory)), flush=True)
+    print(json.dumps(full_report(total_bytes, stats, job_s, memory)), flush=True)
 
 if __name__ == "__main__":
     main()

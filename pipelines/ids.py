@@ -78,15 +78,20 @@ def repeated_hashes(rows: DataFrame) -> DataFrame:
     return rows.groupBy(DOC_ID).count().filter(F.col("count") > 1).select(DOC_ID)
 
 
-def number_copies(rows: DataFrame, repeated: DataFrame) -> DataFrame:
-    """``rows`` (``DOC_ID`` = row hash, ``TIEBREAK``) with every copy of a repeated hash under its
-    own id, ``TIEBREAK`` dropped.
+def number_copies(repeated: DataFrame, *frames: DataFrame) -> tuple[DataFrame, ...]:
+    """Each of ``frames`` (``DOC_ID`` = row hash, ``TIEBREAK``) with every copy of a repeated hash
+    under its own id, ``TIEBREAK`` dropped.
 
     Rows of hashes not in ``repeated`` keep their id without moving (``repeated`` is small and
-    broadcast); only the copies are shuffled, to be numbered in ``TIEBREAK`` order.
+    broadcast); only the copies are shuffled, to be numbered in ``TIEBREAK`` order. Whether any
+    hash repeats is asked once for all the frames.
     """
     if repeated.isEmpty():
-        return rows.drop(TIEBREAK)
+        return tuple(rows.drop(TIEBREAK) for rows in frames)
+    return tuple(_numbered(rows, repeated) for rows in frames)
+
+
+def _numbered(rows: DataFrame, repeated: DataFrame) -> DataFrame:
     flagged = rows.join(repeated.withColumn("_repeated", F.lit(True)), DOC_ID, "left")
     singles = flagged.filter(F.col("_repeated").isNull()).drop("_repeated", TIEBREAK)
     order = Window.partitionBy(DOC_ID).orderBy(TIEBREAK)

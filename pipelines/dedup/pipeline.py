@@ -117,7 +117,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
                           "signatures")
         if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
             repeated = checkpoint(repeated_hashes(sigs), "repeated-rows")
-            sigs, documents = number_copies(sigs, repeated), number_copies(documents, repeated)
+            sigs, documents = number_copies(repeated, sigs, documents)
         sigs = conform(sigs, SIGNATURES, "signatures")
         priority = _rank_column(cfg, documents)
         text_counts = sigs.agg(
