@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
-                              SparkConfig)
+                              SparkConfig, VerifyMode)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None = None,
@@ -60,8 +60,19 @@ def dedup_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=lsh.threshold, help="Jaccard similarity threshold")
     p.add_argument("--bands", type=int, default=None, help="LSH bands (with --rows; default: optimal)")
     p.add_argument("--rows", type=int, default=None, help="rows per band (with --bands)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="keep every LSH candidate edge without checking its signature similarity")
+    p.add_argument("--verify", default=lsh.verify.value, choices=[m.value for m in VerifyMode],
+                   help="exact: exact Jaccard decides wherever the signature estimate is within "
+                        f"{lsh.uncertain_within_se:g} standard errors of the threshold (default); estimate: the "
+                        "signature estimate alone; off: every LSH candidate is a duplicate edge")
+    p.add_argument("--no-verify", dest="verify", action="store_const", const=VerifyMode.OFF.value,
+                   help="same as --verify off")
+    p.add_argument("--uncertain-within-se", type=float, default=lsh.uncertain_within_se,
+                   help="under --verify exact, estimates this many standard errors or closer to the "
+                        "threshold get their exact Jaccard")
+    p.add_argument("--all-pairs-bucket", type=int, default=lsh.all_pairs_bucket,
+                   help="LSH buckets of up to this many documents are compared pair by pair")
+    p.add_argument("--bucket-neighbours", type=int, default=lsh.bucket_neighbours,
+                   help="in larger buckets, each document is compared with this many random members per band")
     p.add_argument("--keep", default=KeepPolicy.SMALLEST_ID.value,
                    choices=[KeepPolicy.SMALLEST_ID.value, KeepPolicy.LONGEST.value],
                    help="survivor of each cluster")
@@ -83,7 +94,9 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
         overwrite=args.overwrite,
         minhash=MinHashConfig(ngram=args.ngram, char_ngrams=args.char_ngrams, num_perm=args.num_perm,
                               seed=args.seed),
-        lsh=LshConfig(threshold=args.threshold, bands=args.bands, rows=args.rows, verify=not args.no_verify),
+        lsh=LshConfig(threshold=args.threshold, bands=args.bands, rows=args.rows, verify=VerifyMode(args.verify),
+                      uncertain_within_se=args.uncertain_within_se, all_pairs_bucket=args.all_pairs_bucket,
+                      bucket_neighbours=args.bucket_neighbours),
         keep=keep,
         keep_priority_column=args.keep_priority,
         hub_degree=args.hub_degree,

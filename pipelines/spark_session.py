@@ -18,6 +18,9 @@ from pipelines.config import SparkConfig
 # Rows per Arrow batch handed to the kernels: large enough to amortise the Python call,
 # small enough that a batch of long documents stays well inside a worker's memory.
 ARROW_BATCH_ROWS = 2048
+# ... and never more bytes than this: a batch of 2,048 source files of a few megabytes each
+# (or of text pairs for exact verification) would otherwise fill a worker.
+ARROW_BATCH_BYTES = 64 * 2**20
 ZSTD_LEVEL = "parquet.compression.codec.zstd.level"
 
 
@@ -38,6 +41,7 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
             builder = builder.config("spark.driver.memory", cfg.driver_memory)
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+               .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
                .config("spark.sql.adaptive.enabled", "true")
                .config("spark.sql.parquet.compression.codec", "zstd"))
     if cfg.shuffle_partitions:

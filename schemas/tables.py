@@ -49,6 +49,15 @@ VERIFIED_EDGES = StructType([
     StructField("similarity", DoubleType(), False),
 ])
 
+# Candidate pairs whose signature estimate was too close to the threshold to decide alone:
+# ``similarity`` is their exact Jaccard, ``estimate`` the signature agreement.
+EXACT_SCORED_EDGES = StructType([
+    StructField("src", LongType(), False),
+    StructField("dst", LongType(), False),
+    StructField("similarity", DoubleType(), False),
+    StructField("estimate", DoubleType(), False),
+])
+
 # DIR/duplicates/: every removed document, the survivor of its cluster and the edge that linked it.
 DUPLICATES = StructType([
     StructField(DOC_ID, LongType(), False),

@@ -135,14 +135,15 @@ def test_text_fallback_keep_policies_and_hf_input(spark, tmp_path):
 
     base = "the quick brown fox jumps over the lazy dog near the river bank today " * 5
     texts = [base, base + "extra words", base + "more", "something else entirely different here now"]
-    Dataset.from_dict({"text": texts, "score": [1, 5, 3, 0], "key": ["d", "c", "b", "a"]}).save_to_disk(
+    # "longest" keeps c (texts[1]); "priority" keeps b (texts[2], the highest score): different survivors
+    Dataset.from_dict({"text": texts, "score": [1, 0, 5, 3], "key": ["d", "c", "b", "a"]}).save_to_disk(
         str(tmp_path / "hf"))
     longest = dedup(spark, tmp_path / "hf", tmp_path / "longest", keep=KeepPolicy.LONGEST, id_column="key")
     assert longest.stats["text_column"] == "text" and "using 'text'" in longest.stats["notes"][0]
     assert [r["key"] for r in read_rows(tmp_path / "longest" / "data")] and \
         sorted(r["key"] for r in pq.read_table(str(tmp_path / "longest" / "data")).to_pylist()) == ["a", "c"]
     dedup(spark, tmp_path / "hf", tmp_path / "prio", keep=KeepPolicy.PRIORITY, keep_priority_column="score")
-    assert sorted(r["score"] for r in read_rows(tmp_path / "prio" / "data")) == [0, 5]
+    assert sorted(r["key"] for r in pq.read_table(str(tmp_path / "prio" / "data")).to_pylist()) == ["a", "b"]
 
 
 def test_cli_reports_input_errors_without_a_traceback(tmp_path):

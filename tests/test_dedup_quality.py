@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.synthetic_corpus import generate
-from pipelines.config import LshConfig
+from pipelines.config import LshConfig, VerifyMode
 from tests.dedup_helpers import dedup, read_rows
 
 THRESHOLD = 0.7
@@ -51,7 +51,7 @@ def test_verified_dedup_loses_no_distinct_document(spark, corpus, tmp_path):
 def test_without_verification_boilerplate_families_are_chained_and_lost(spark, corpus, tmp_path):
     """The failure mode verification exists for: chance LSH edges merge distinct documents."""
     corpus, path = corpus
-    dedup(spark, path, tmp_path / "out", id_column="id", lsh=LshConfig(threshold=THRESHOLD, verify=False))
+    dedup(spark, path, tmp_path / "out", id_column="id", lsh=LshConfig(threshold=THRESHOLD, verify=VerifyMode.OFF))
     metrics = evaluate(corpus, tmp_path / "out")
     print("unverified:", json.dumps(metrics))
     assert metrics["pair_recall"] >= 0.95

@@ -1,9 +1,12 @@
+import collections
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from scipy.integrate import quad
 
-from udfs.lsh import (band_keys, bucket_star_edges, collision_probability, optimal_bands_rows, signature_agreement,
+from udfs.lsh import (band_keys, bucket_pairs, collision_probability, optimal_bands_rows, signature_agreement,
                       split_by_part)
 from udfs.minhash import compute_signatures, permutations
 
@@ -62,25 +65,40 @@ def test_signature_agreement_counts_equal_positions():
     np.testing.assert_allclose(signature_agreement(left, right), [0.75, 0.0])
 
 
-def test_bucket_star_edges_link_each_member_to_its_bucket_minimum():
-    """Against a dictionary of buckets built row by row: the same distinct edges, no self-loops."""
+def test_bucket_pairs_compare_every_pair_of_small_buckets_and_bounded_partners_in_large_ones():
+    """Against a dictionary of buckets built row by row: the same distinct pairs, no self-loops."""
     rng = np.random.default_rng(11)
-    n = 5000
-    keys = rng.integers(-40, 40, n)  # few keys: many buckets of several members, some singletons
+    n, all_pairs_up_to, neighbours = 5000, 6, 3
+    keys = rng.integers(-400, 400, n)  # many buckets of a few members, some singletons
+    keys[:300] = 999  # and one large bucket
     ids = rng.choice(np.arange(-10**12, 10**12, 7919), n, replace=False)
-    # Rows 0-49 and 100-149 pair up in buckets of their own (keys 60-139), and the same pairs
-    # meet again in a second set of buckets (keys 1060-1139): each edge must come out once.
-    keys[:50] = keys[100:150] = keys[50:100] + 100
-    keys[150:200] = keys[200:250] = keys[:50] + 1000
-    ids[150:200], ids[200:250] = ids[:50], ids[100:150]
+    # Rows 300-349 and 400-449 pair up in buckets of their own, and the same pairs meet again
+    # in a second set of buckets: each pair must come out once.
+    keys[300:350] = keys[400:450] = np.arange(5000, 5050)
+    keys[450:500] = keys[500:550] = np.arange(6000, 6050)
+    ids[450:500], ids[500:550] = ids[300:350], ids[400:450]
     buckets = {}
     for key, doc in zip(keys.tolist(), ids.tolist()):
         buckets.setdefault(key, []).append(doc)
-    expected = {(doc, min(members)) for members in buckets.values() for doc in members if doc != min(members)}
-    src, dst = bucket_star_edges(keys, ids)
-    got = list(zip(src.tolist(), dst.tolist()))
-    assert len(got) == len(set(got)) and set(got) == expected
-    assert bucket_star_edges(keys[:0], ids[:0])[0].size == 0
+    small = {(max(a, b), min(a, b)) for members in buckets.values() if len(members) <= all_pairs_up_to
+             for a, b in itertools.combinations(members, 2)}
+    src, dst = bucket_pairs(keys, ids, all_pairs_up_to, neighbours)
+    got = set(zip(src.tolist(), dst.tolist()))
+    assert len(got) == len(src) and all(a > b for a, b in got)
+    large = [set(m) for m in buckets.values() if len(m) > all_pairs_up_to]
+    in_large = [{p for p in got if p[0] in members and p[1] in members} for members in large]
+    assert got == small.union(*in_large)  # small buckets: every pair; nothing outside a bucket
+    for members, pairs in zip(large, in_large):
+        # a chain over a random order: each member paired with the `neighbours` after it
+        k = len(members)
+        assert len(pairs) == k * neighbours - neighbours * (neighbours + 1) // 2
+        degree = collections.Counter(x for p in pairs for x in p)
+        assert set(degree) == members and min(degree.values()) >= neighbours
+    # the order is random per bucket, not the order of ids
+    by_id = sorted(buckets[999])
+    biggest = in_large[large.index(set(by_id))]
+    assert len(biggest & {(y, x) for x, y in zip(by_id, by_id[1:])}) < len(by_id) // 10
+    assert bucket_pairs(keys[:0], ids[:0], all_pairs_up_to, neighbours)[0].size == 0
 
 
 def test_split_by_part_keeps_each_key_in_one_part_and_loses_no_pair():

@@ -10,9 +10,11 @@ from pipelines.report.html import excerpt, fmt, page, table
 PNG = b"\x89PNG\r\n\x1a\n"
 STATS = {"input": "in/", "input_records": 1200, "documents": 1190, "rejected": 10, "empty": 2,
          "exact_duplicates": 30, "near_duplicates": 70, "kept": 1090, "clusters": 41, "largest_cluster": 9,
-         "bands": 36, "rows": 7, "candidate_edges": 300, "verified_edges": 120, "edges_below_threshold": 180,
+         "bands": 36, "rows": 7, "candidate_edges": 300, "verified_edges": 120, "estimate_passed": 125,
+         "exact_verification": {"checked": 40, "passed": 20, "estimate_passed_exact_failed": 7,
+                                "estimate_failed_exact_passed": 2},
          "cc_rounds": 3, "stage_seconds": {"read": 1.5, "lsh": 0.25},
-         "config": {"lsh": {"threshold": 0.7, "verify": True}, "minhash": {"num_perm": 256}}}
+         "config": {"lsh": {"threshold": 0.7, "verify": "exact"}, "minhash": {"num_perm": 256}}}
 CLUSTERS = {"histogram": [[2, 30], [3, 10], [9, 1]],
             "largest": [{"cluster_id": 5, "size": 9, "members": [
                 {"doc_id": 5, "role": "survivor", "similarity": None, "text": "def f():\n\n\n\n    return '<b>'"},

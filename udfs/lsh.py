@@ -83,25 +83,48 @@ def split_by_part(keys: np.ndarray, ids: np.ndarray, parts: int) -> list[tuple[i
             for p, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo]
 
 
-def bucket_star_edges(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ``(src, dst)`` star edges of the buckets (equal ``keys``) among the given rows.
+def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
+                 neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct candidate pairs ``(src > dst)`` of the buckets (equal ``keys``) among the given rows.
 
-    Every member of a bucket with two or more members is linked to the bucket's smallest id
-    (``k - 1`` edges for ``k`` members, never the ``k²/2`` pairs); singletons yield nothing.
-    Band keys are seeded by their band (:func:`band_keys`), so the key alone names a bucket; two
-    bands meeting on one key (chance 2**-64) would only add candidates that verification drops.
-    One sort of the keys does the grouping: O(n log n) whatever the bucket sizes.
+    Which pairs of a bucket of ``k > 1`` members are candidates:
+
+    * ``k <= all_pairs_up_to``: every pair, ``k(k-1)/2``. A star on one member would test
+      each member only against that centre, so two duplicates that both differ from the
+      centre would never be compared (successive versions of a file around an old one);
+    * larger buckets (boilerplate shared by thousands of documents): the members in an order
+      drawn per bucket by a hash of ``(key, id)``, each paired with the next ``neighbours``
+      in that order, ``~k * neighbours`` pairs. Every member gets fresh random partners in
+      each of its ``b`` bands, and the component pass needs only one verified path.
+
+    Band keys are seeded by their band (:func:`band_keys`), so the key alone names a bucket.
+    One sort groups the rows (O(n log n) whatever the bucket sizes); the same pair met in
+    several bands comes out once.
     """
+    if all_pairs_up_to < 2 or neighbours < 1:
+        raise ValueError("all_pairs_up_to must be at least 2 and neighbours at least 1")
+    empty = np.zeros(0, np.int64)
     if len(ids) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(keys, kind="stable")
+        return empty, empty
+    order = np.lexsort((avalanche64(keys.view(np.uint64) ^ ids.view(np.uint64)), keys))
     key, member = keys[order], ids[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     sizes = np.diff(np.append(starts, len(key)))
-    smallest = np.repeat(np.minimum.reduceat(member, starts), sizes)
-    linked = member != smallest
-    src, dst = member[linked], smallest[linked]
-    order = np.lexsort((dst, src))  # the same pair from several bands: keep one
+    size = np.repeat(sizes, sizes)  # each row's bucket size
+    position = np.arange(len(key)) - np.repeat(starts, sizes)  # and its place in the bucket
+    shared = size > 1  # most rows are alone in their bucket
+    member, size, position = member[shared], size[shared], position[shared]
+    reach = np.where(size <= all_pairs_up_to, size - 1, neighbours)  # partners after a row
+    src, dst = [], []
+    for step in range(1, int(reach.max(initial=0)) + 1):
+        rows = np.flatnonzero((step <= reach) & (position + step < size))
+        src.append(member[rows])
+        dst.append(member[rows + step])
+    if not src:
+        return empty, empty
+    a, b = np.concatenate(src), np.concatenate(dst)
+    src, dst = np.maximum(a, b), np.minimum(a, b)
+    order = np.lexsort((dst, src))
     src, dst = src[order], dst[order]
     distinct = np.ones(len(src), dtype=np.bool_)
     distinct[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1])

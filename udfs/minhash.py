@@ -204,8 +204,8 @@ def _char_lanes(scratch, length, lanes):
 
 
 @njit(inline="always")
-def _shingle_values(lanes, n_units, ngram, states, values):
-    """32-bit values of every window of ``ngram`` consecutive units; returns their count.
+def _shingle_hashes(lanes, n_units, ngram, states):
+    """64-bit hashes of every window of ``ngram`` consecutive units, in ``states``; returns their count.
 
     ``lanes`` holds ``unit * P2``: xxHash64's round multiplies its lane first, and scaling
     each unit once instead of in each of its ``ngram`` windows saves ``ngram - 1``
@@ -220,9 +220,35 @@ def _shingle_values(lanes, n_units, ngram, states, values):
         for w in range(count):
             states[w] = _round_scaled(states[w], lanes[w + j])
     for w in range(count):
-        s = avalanche64(states[w] + np.uint64(width))
+        states[w] = avalanche64(states[w] + np.uint64(width))
+    return count
+
+
+@njit(inline="always")
+def _shingle_values(lanes, n_units, ngram, states, values):
+    """The 32-bit MinHash keys of the shingles: each 64-bit hash folded, ``h ^ (h >> 32)``."""
+    count = _shingle_hashes(lanes, n_units, ngram, states)
+    for w in range(count):
+        s = states[w]
         values[w] = np.uint32((s ^ (s >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
     return count
+
+
+@njit(inline="always")
+def _units(data, start, end, tables, fold_case, char_mode, scratch, lanes):
+    """Scan one document into round lanes (tokens, or code points in *char* mode).
+
+    Returns ``(normalised_length, n_units)``; ``n_units == -1`` at malformed UTF-8 under
+    ``fold_case`` (see :func:`_scan`).
+    """
+    length, n_units = _scan(data, start, end, tables, fold_case, scratch, lanes)
+    if n_units < 0:
+        return length, n_units
+    if char_mode:
+        n_units = _char_lanes(scratch, length, lanes)
+    else:
+        _token_lanes(lanes, n_units)
+    return length, n_units
 
 
 @njit(inline="always")
@@ -271,13 +297,9 @@ def _signature_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode,
         sig[:] = EMPTY_SLOT
         if not valid[d]:
             continue
-        length, n_units = _scan(data, offsets[d], offsets[d + 1], tables, fold_case, scratch, lanes)
+        length, n_units = _units(data, offsets[d], offsets[d + 1], tables, fold_case, char_mode, scratch, lanes)
         if n_units < 0:
             return False
-        if char_mode:
-            n_units = _char_lanes(scratch, length, lanes)
-        else:
-            _token_lanes(lanes, n_units)
         shingles = _shingle_values(lanes, n_units, ngram, states, values)
         _min_hash(values, shingles, a_lo, a_hi, b, sig)
         norm_len[d] = length
@@ -316,3 +338,84 @@ def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ng
         # rest (re-encodes overlong forms, keeps surrogates), so lowercase with Arrow itself.
         _signature_kernel(*string_buffers(lowercase(texts)), TABLES, False, *params, *outputs)
     return SignatureBatch(hi, lo, n_shingles, norm_len, sigs)
+
+
+@njit(inline="always")
+def _shingle_set(data, start, end, tables, fold_case, ngram, char_mode, scratch, lanes, states):
+    """The distinct 64-bit shingle hashes of one document, sorted, in ``states[:count]``.
+
+    Returns ``count``, or -1 at malformed UTF-8 under ``fold_case``. The shingles are the
+    ones the signature is drawn from (same scan, same windows), before their fold to 32 bits.
+    """
+    _, n_units = _units(data, start, end, tables, fold_case, char_mode, scratch, lanes)
+    if n_units < 0:
+        return -1
+    count = _shingle_hashes(lanes, n_units, ngram, states)
+    states[:count] = np.sort(states[:count])
+    distinct = 0
+    for w in range(count):
+        if distinct == 0 or states[w] != states[distinct - 1]:
+            states[distinct] = states[w]
+            distinct += 1
+    return distinct
+
+
+@njit(cache=True)
+def _jaccard_kernel(left, right, tables, fold_case, ngram, char_mode, out):
+    """``out[d]`` = exact Jaccard of the shingle sets of ``left[d]`` and ``right[d]``.
+
+    ``left``/``right`` are ``(offsets, data, valid)`` string buffers. Returns False at the
+    first malformed UTF-8 under ``fold_case`` (the caller lowercases with Arrow and reruns).
+    """
+    a_offsets, a_data, a_valid = left
+    b_offsets, b_data, b_valid = right
+    n = a_offsets.shape[0] - 1
+    longest = 0
+    for d in range(n):
+        longest = max(longest, a_offsets[d + 1] - a_offsets[d], b_offsets[d + 1] - b_offsets[d])
+    scratch = np.empty(int(np.ceil(longest * MAX_LOWERCASE_GROWTH)) + 4, dtype=np.uint8)
+    lanes = np.empty(longest + 1, dtype=np.uint64)
+    a_set = np.empty(longest + 1, dtype=np.uint64)
+    b_set = np.empty(longest + 1, dtype=np.uint64)
+    for d in range(n):
+        out[d] = 0.0
+        if not (a_valid[d] and b_valid[d]):
+            continue
+        na = _shingle_set(a_data, a_offsets[d], a_offsets[d + 1], tables, fold_case, ngram, char_mode,
+                          scratch, lanes, a_set)
+        nb = _shingle_set(b_data, b_offsets[d], b_offsets[d + 1], tables, fold_case, ngram, char_mode,
+                          scratch, lanes, b_set)
+        if na < 0 or nb < 0:
+            return False
+        i = j = common = 0
+        while i < na and j < nb:  # merge of two sorted sets
+            if a_set[i] == b_set[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif a_set[i] < b_set[j]:
+                i += 1
+            else:
+                j += 1
+        union = na + nb - common
+        out[d] = common / union if union else 0.0
+    return True
+
+
+def exact_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray, *, ngram: int,
+                  char_ngrams: bool) -> np.ndarray:
+    """Exact Jaccard similarity of the shingle sets of ``left[i]`` and ``right[i]`` (float64).
+
+    The sets are those the signatures estimate (64-bit shingle hashes; two distinct shingles of
+    one pair collide with chance about ``n² / 2**64``, far below one shingle in ``n``). A null
+    or shingle-less text has the empty set, similar to nothing (0.0).
+    """
+    if not 1 <= ngram <= MAX_NGRAM:
+        raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+    if len(left) != len(right):
+        raise ValueError("left and right must have the same length")
+    out = np.empty(len(left), dtype=np.float64)
+    if not _jaccard_kernel(string_buffers(left), string_buffers(right), TABLES, True, ngram, char_ngrams, out):
+        _jaccard_kernel(string_buffers(lowercase(left)), string_buffers(lowercase(right)), TABLES, False,
+                        ngram, char_ngrams, out)
+    return out

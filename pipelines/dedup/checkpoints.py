@@ -33,7 +33,7 @@ log = logging.getLogger("corpus_prep.checkpoints")
 
 MARKER = "_COMMITTED"
 # Bump when a stage's output changes meaning, so that old staging work is never reused.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:

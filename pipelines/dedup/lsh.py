@@ -1,14 +1,14 @@
-"""Stage 3: LSH banding into buckets and star-shaped candidate edges.
+"""Stage 3: LSH banding into buckets and the candidate pairs of each bucket.
 
 Each document contributes one ``(band_key, doc_id)`` pair per band (its ``band_keys``, computed
 by the signature scan; a key is seeded by its band, so it names the bucket alone). Pairs are
 sent to part ``key mod parts`` in packed blocks (``BAND_KEY_BLOCKS``) — a few thousand rows
 through the shuffle instead of one row per pair — so every bucket is whole in one partition,
-and each partition is grouped by one NumPy sort (``udfs.lsh.bucket_star_edges``): a bucket with
-``k > 1`` members yields the ``k - 1`` edges ``member → min(bucket)`` (a star), never the
-``k²/2`` pairs; connectivity is all the component pass needs. A partition's pairs are held as
-two arrays (16 bytes a pair), so a huge bucket costs memory in proportion to its size, not to
-its pairs.
+and each partition is grouped by one NumPy sort (``udfs.lsh.bucket_pairs``): all pairs of a
+small bucket, a bounded number of random partners per member in a large one. Candidates do
+not depend on a bucket's centre, so two duplicates are compared even when both differ from
+the bucket's smallest id. A partition's pairs are held as two arrays (16 bytes a pair), so a
+huge bucket costs memory in proportion to its size times ``bucket_neighbours``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from schemas.tables import BAND_KEY_BLOCKS, DOC_ID, EDGES
-from udfs.lsh import bucket_star_edges, split_by_part
+from pipelines.config import LshConfig
+from udfs.lsh import bucket_pairs, split_by_part
 
 
 def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
@@ -41,9 +42,10 @@ def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
     return signatures.select(DOC_ID, "band_keys").mapInArrow(to_blocks, BAND_KEY_BLOCKS)
 
 
-def candidate_edges(blocks: DataFrame, parts: int) -> DataFrame:
-    """Distinct ``EDGES`` ``(src=member, dst=bucket minimum)`` over all non-singleton buckets."""
+def candidate_edges(blocks: DataFrame, parts: int, cfg: LshConfig) -> DataFrame:
+    """Distinct candidate ``EDGES`` ``(src > dst)`` over all non-singleton buckets."""
     names = EDGES.fieldNames()
+    all_pairs_up_to, neighbours = cfg.all_pairs_bucket, cfg.bucket_neighbours
 
     def stars(batches):
         keys, ids = [], []
@@ -51,7 +53,7 @@ def candidate_edges(blocks: DataFrame, parts: int) -> DataFrame:
             keys += [np.frombuffer(b, np.int64) for b in batch.column(1).to_pylist()]
             ids += [np.frombuffer(b, np.int64) for b in batch.column(2).to_pylist()]
         if keys:
-            src, dst = bucket_star_edges(np.concatenate(keys), np.concatenate(ids))
+            src, dst = bucket_pairs(np.concatenate(keys), np.concatenate(ids), all_pairs_up_to, neighbours)
             yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
 
     # Pairs found in buckets of different bands (so in different partitions) meet in distinct().

@@ -22,7 +22,8 @@ from pipelines.dedup.lsh import band_blocks, candidate_edges
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
                                        strongest_links)
-from pipelines.dedup.verify import score_edges, verified
+from pipelines.dedup.skew import filter_ids
+from pipelines.dedup.verify import score_edges, verify_edges
 from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
@@ -144,16 +145,18 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
         # Only one document of each exact-copy group goes on to LSH.
         copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
-        lsh_input = _without(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids)
+        lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
 
     with timer.stage("lsh"):
         parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
-        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts), "candidates")
+        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
     with timer.stage("verify"):
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
         scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
-        kept_edges = verified(scored, cfg.lsh.threshold, cfg.lsh.verify)
+        verification = verify_edges(scored, documents, corpus.text_column, cfg.lsh, cfg.minhash,
+                                    cfg.broadcast_removed_ids, checkpoint)
+        kept_edges = verification.edges
     with timer.stage("components"):
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
                                           cfg.hub_degree)
@@ -174,7 +177,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         duplicates = spark.read.schema(DUPLICATES).parquet(out.path("duplicates"))
 
     with timer.stage("write"):
-        kept = _without(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids)
+        kept = filter_ids(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids, keep=False)
         kept.write.parquet(out.path("data"))
 
     with timer.stage("check"):
@@ -186,6 +189,8 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         giants = giant_clusters(sizes, cfg.giant_cluster_size)
         edge_counts = scored.agg(F.count(F.lit(1)).alias("candidates"),
                                  F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
+        n_verified = kept_edges.count()
+        exact_counts = _exact_counts(verification.exact, cfg.lsh.threshold)
 
     stats = {
         "input": cfg.input.path,
@@ -207,23 +212,24 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         "bands": bands,
         "rows": rows,
         "candidate_edges": edge_counts["candidates"],
-        "verified_edges": edge_counts["passed"] if cfg.lsh.verify else edge_counts["candidates"],
-        "edges_below_threshold": edge_counts["candidates"] - edge_counts["passed"],
+        "verified_edges": n_verified,
+        "estimate_passed": edge_counts["passed"],
+        "exact_verification": exact_counts,
         "cc_rounds": components.rounds,
         "config": _config_dict(cfg),
     }
     return stats, sigs
 
 
-def _without(rows: DataFrame, ids: DataFrame, broadcast_limit: int) -> DataFrame:
-    """``rows`` whose ``doc_id`` is not in ``ids``.
-
-    Up to ``broadcast_limit`` ids are broadcast: a map-only anti-join that leaves the wide rows
-    (texts, signatures) where they are; beyond it the anti-join shuffles both sides once.
-    """
-    if ids.count() <= broadcast_limit:
-        ids = F.broadcast(ids)
-    return rows.join(ids, DOC_ID, "left_anti")
+def _exact_counts(exact: DataFrame | None, threshold: float) -> dict | None:
+    """How exact Jaccard decided the uncertain pairs, and where it overruled the estimate."""
+    if exact is None:
+        return None
+    passed, estimate_passed = F.col("similarity") >= threshold, F.col("estimate") >= threshold
+    row = exact.agg(F.count(F.lit(1)).alias("checked"), F.count_if(passed).alias("passed"),
+                    F.count_if(estimate_passed & ~passed).alias("estimate_passed_exact_failed"),
+                    F.count_if(~estimate_passed & passed).alias("estimate_failed_exact_passed")).first()
+    return row.asDict()
 
 
 def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:
@@ -242,4 +248,5 @@ def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) 
 def _config_dict(cfg: DedupConfig) -> dict:
     data = asdict(cfg)
     data["keep"] = cfg.keep.value
+    data["lsh"]["verify"] = cfg.lsh.verify.value
     return data

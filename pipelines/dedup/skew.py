@@ -14,6 +14,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from schemas.tables import DOC_ID
+
 
 _AT_HUB = "_at_hub"
 
@@ -36,3 +38,14 @@ def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: 
     elsewhere = (tagged.filter(F.col(_AT_HUB).isNull()).select(*rows.columns)
                  .join(per_key.filter(~heavy).drop(weight), keys))
     return at_hubs.unionByName(elsewhere)
+
+
+def filter_ids(rows: DataFrame, ids: DataFrame, broadcast_limit: int, keep: bool) -> DataFrame:
+    """``rows`` whose ``doc_id`` is in ``ids`` (``keep``) or not in it.
+
+    Up to ``broadcast_limit`` ids are broadcast: a map-only semi/anti-join that leaves the wide
+    rows (texts, signatures) where they are; beyond it the join shuffles both sides once.
+    """
+    if ids.count() <= broadcast_limit:
+        ids = F.broadcast(ids)
+    return rows.join(ids, DOC_ID, "left_semi" if keep else "left_anti")

@@ -1,22 +1,44 @@
-"""Stage 4: verify candidate edges by the Jaccard estimate of the full signatures.
+"""Stage 4: decide which candidate pairs are duplicates — by exact Jaccard where it matters.
 
-A band collision only says two documents agree on ``r`` of ``num_perm`` positions; unrelated
-documents collide by chance, and one false edge can chain two whole clusters together. Each
-candidate pair is therefore re-scored on all ``num_perm`` positions (standard error
-``sqrt(J(1-J)/num_perm)``, 0.029 at J = 0.7 with 256 permutations) and kept only if the
-estimate reaches the threshold.
+A band collision only says two documents agree on ``r`` of ``num_perm`` signature positions;
+unrelated documents collide by chance, and one false edge can chain two whole clusters
+together. Each candidate is therefore scored on all ``num_perm`` positions: the fraction of
+agreeing positions estimates the Jaccard similarity ``J`` with standard error
+``se = sqrt(J(1-J)/num_perm)`` (0.029 at J = 0.7 with 256 permutations).
+
+An estimate is not good enough near the threshold. A real corpus holds thousands of pairs
+just below it (successive versions of a file); a few percent of them pass on the estimate by
+chance, and each such edge merges two distinct clusters and deletes one of them. Under
+``--verify exact`` (the default) the estimate decides only where it is far from the
+threshold ``t``:
+
+* estimate ``>= t + k·se``: an edge (a pair of true ``J < t`` gets there with chance below
+  the one-sided normal tail at ``k`` standard errors, 3e-5 at the default ``k = 4``);
+* estimate ``<= t - k·se``: no edge;
+* in between: the **exact** Jaccard of the two shingle sets, recomputed from the two texts
+  by the signature kernel itself (``udfs.minhash.exact_jaccard``), decides. Only documents
+  of such uncertain pairs are looked up again; no other text moves.
+
+``--verify estimate`` keeps the estimate alone; ``--verify off`` keeps every candidate.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from schemas.tables import DOC_ID, VERIFIED_EDGES
+from pipelines.config import LshConfig, MinHashConfig, VerifyMode
+from pipelines.dedup.skew import filter_ids
+from schemas.tables import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.lsh import signature_agreement
+from udfs.minhash import exact_jaccard
 
 
 def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataFrame:
@@ -38,6 +60,60 @@ def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataF
     return pairs.mapInArrow(score, VERIFIED_EDGES)
 
 
-def verified(scored: DataFrame, threshold: float, verify: bool) -> DataFrame:
-    """The edges that count: all of them with verification off, else those reaching ``threshold``."""
-    return scored.filter(F.col("similarity") >= F.lit(threshold)) if verify else scored
+def uncertain_range(cfg: LshConfig, num_perm: int) -> tuple[float, float]:
+    """The estimates ``(low, high)`` between which a pair gets its exact Jaccard."""
+    t = cfg.threshold
+    margin = cfg.uncertain_within_se * math.sqrt(t * (1.0 - t) / num_perm)
+    return t - margin, t + margin
+
+
+def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: MinHashConfig,
+                 broadcast_limit: int) -> DataFrame:
+    """``EXACT_SCORED_EDGES``: each ``(src, dst, similarity=estimate)`` with its exact Jaccard.
+
+    Only the texts of documents in ``pairs`` are read (a semi-join on their ids); each pair
+    brings its two texts together and the kernel shingles both and intersects the sets.
+    """
+    ids = (pairs.select(F.col("src").alias(DOC_ID)).unionByName(pairs.select(F.col("dst").alias(DOC_ID)))
+           .distinct())
+    texts = filter_ids(documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text")), ids,
+                       broadcast_limit, keep=True)
+    joined = (pairs.join(texts.withColumnsRenamed({DOC_ID: "src", "text": "src_text"}), "src")
+              .join(texts.withColumnsRenamed({DOC_ID: "dst", "text": "dst_text"}), "dst")
+              .select("src", "dst", "similarity", "src_text", "dst_text"))
+    ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
+    names = EXACT_SCORED_EDGES.fieldNames()
+
+    def score(batches):
+        for batch in batches:
+            exact = exact_jaccard(batch.column(3), batch.column(4), ngram=ngram, char_ngrams=char_ngrams)
+            yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(exact), batch.column(2)],
+                                             names=names)
+
+    return joined.mapInArrow(score, EXACT_SCORED_EDGES)
+
+
+@dataclass
+class Verification:
+    """The edges that count, and the exactly scored pairs behind the decision (None unless exact)."""
+
+    edges: DataFrame  # VERIFIED_EDGES; similarity is the exact Jaccard where it was computed
+    exact: DataFrame | None
+
+
+def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh: LshConfig,
+                 minhash: MinHashConfig, broadcast_limit: int,
+                 checkpoint: Callable[[DataFrame, str], DataFrame]) -> Verification:
+    """Apply ``lsh.verify`` to the scored candidates (see the module docstring)."""
+    t = F.lit(lsh.threshold)
+    if lsh.verify is VerifyMode.OFF:
+        return Verification(scored, None)
+    if lsh.verify is VerifyMode.ESTIMATE:
+        return Verification(scored.filter(F.col("similarity") >= t), None)
+    low, high = uncertain_range(lsh, minhash.num_perm)
+    similarity = F.col("similarity")
+    uncertain = scored.filter((similarity > low) & (similarity < high))
+    exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit), "exact-scores")
+    edges = scored.filter(similarity >= high).unionByName(
+        exact.filter(similarity >= t).select(*VERIFIED_EDGES.fieldNames()))
+    return Verification(edges, exact)

@@ -67,6 +67,26 @@ def _share(part: int, whole: int) -> str:
     return f"{part:,} ({part / whole:.1%})" if whole else f"{part:,}"
 
 
+
+VERIFICATION = {
+    "exact": "then scored on the full signatures, and given their exact Jaccard similarity where that "
+             "estimate is within the uncertainty margin of the threshold.",
+    "estimate": "then checked against the full signatures (--verify estimate).",
+    "off": "kept unchecked (--verify off).",
+}
+
+
+def _exact_rows(exact: dict | None) -> list[tuple[str, int]]:
+    if exact is None:
+        return []
+    return [("uncertain pairs given their exact Jaccard", exact["checked"]),
+            ("… of which at or above the threshold", exact["passed"]),
+            ("… estimate passed, exact failed (edges the estimate would have added)",
+             exact["estimate_passed_exact_failed"]),
+            ("… estimate failed, exact passed (edges the estimate would have missed)",
+             exact["estimate_failed_exact_passed"])]
+
+
 def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bool = True) -> list[Raw]:
     """The dedup part of a page; ``image_dir`` is where ``images()`` were written, relative to the page.
 
@@ -93,12 +113,13 @@ def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bo
         paragraph(f"{stats['bands']} bands of {stats['rows']} rows over "
                   f"{stats['config']['minhash']['num_perm']} MinHash values. A pair at the threshold "
                   f"{lsh['threshold']:g} becomes a candidate with probability {float(p_t):.3f}; candidates are "
-                  + ("then checked against the full signatures." if lsh["verify"] else "kept unchecked (--no-verify).")),
+                  + VERIFICATION[lsh["verify"]]),
         figure(f"{image_dir}/{IMAGES['s_curve']}", "Probability that a pair of a given Jaccard similarity "
                "is compared; dashed line: the threshold.", "LSH S-curve"),
         key_values([("candidate pairs", stats["candidate_edges"]),
-                    ("pairs at or above the threshold", stats["verified_edges"]),
-                    ("candidate pairs below the threshold", stats["edges_below_threshold"]),
+                    ("signature estimate at or above the threshold", stats["estimate_passed"]),
+                    *_exact_rows(stats["exact_verification"]),
+                    ("duplicate edges", stats["verified_edges"]),
                     ("connected-component rounds", stats["cc_rounds"])]))
     parts = [summary, banding]
     if clusters is not None:
