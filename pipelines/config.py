@@ -115,6 +115,8 @@ class DedupConfig:
             raise ValueError("--bands * --rows must not exceed --num-perm")
         if self.keep is KeepPolicy.PRIORITY and not self.keep_priority_column:
             raise ValueError("--keep priority needs --keep-priority COLUMN")
+        if not isinstance(self.lsh.verify, VerifyMode):
+            raise ValueError(f"lsh.verify must be one of {[m.value for m in VerifyMode]}, not {self.lsh.verify!r}")
         if self.lsh.all_pairs_bucket < 2 or self.lsh.bucket_neighbours < 1:
             raise ValueError("--all-pairs-bucket must be at least 2 and --bucket-neighbours at least 1")
         if self.lsh.uncertain_within_se < 0:
