@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import EMPTY_SLOT, compute_signatures, permutations
+from udfs.minhash import EMPTY_SLOT, compute_signatures, exact_jaccard, permutations
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
@@ -239,3 +239,36 @@ def test_malformed_utf8_is_lowercased_as_arrow_does():
             expected = reference_signature_of_lowered(text, 3, a, b)
             np.testing.assert_array_equal(sig, expected, err_msg=repr(text))
     assert 0 < raised < 60
+
+
+def python_shingle_set(text, ngram, char_mode):
+    """Shingles as tuples of tokens (or code points), from Arrow's lowercasing and ``re``."""
+    lowered = pc.utf8_lower(pa.array([text]))[0].as_py()
+    units = list(" ".join(lowered.split())) if char_mode else re.findall(r"\w+", lowered)
+    if 0 < len(units) < ngram:
+        return {tuple(units)}
+    return {tuple(units[i:i + ngram]) for i in range(len(units) - ngram + 1)}
+
+
+@pytest.mark.parametrize("char_mode,ngram", [(False, 5), (False, 1), (True, 4)])
+def test_exact_jaccard_equals_jaccard_of_python_shingle_sets(char_mode, ngram):
+    rng = np.random.default_rng(3)
+    texts = random_texts(rng, 120) + TEXTS
+    base = [texts[int(i)] for i in rng.integers(0, len(texts), 300)]
+    # pairs of every similarity: a text against an edited copy of itself, or against another text
+    other = [t[: len(t) // 2] + texts[int(k)] if k % 2 else texts[int(k)] for t, k in
+             zip(base, rng.integers(0, len(texts), 300))]
+    got = exact_jaccard(pa.array(base), pa.array(other), ngram=ngram, char_ngrams=char_mode)
+    for x, y, j in zip(base, other, got):
+        a, b = python_shingle_set(x, ngram, char_mode), python_shingle_set(y, ngram, char_mode)
+        assert j == (len(a & b) / len(a | b) if a or b else 0.0), (x, y)
+    assert 0 < np.mean(got == 1.0) < np.mean(got > 0) < 1
+
+
+def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():
+    # Arrow lowercases the overlong "\xc1\x81" to "a", a word of its own (the signature kernel's rule)
+    texts = string_array([b"caf\xc3\xa9 ONE two \xc1\x81 three four", b"caf\xc3\xa9 one TWO a three four five"])
+    got = exact_jaccard(texts, pa.array(["café one two a three four", None]), ngram=2, char_ngrams=False)
+    assert list(got) == [1.0, 0.0]
+    with pytest.raises(pa.ArrowInvalid):  # where Arrow cannot read the text, neither can the kernel
+        exact_jaccard(string_array([b"one \xff two"]), pa.array(["one two"]), ngram=2, char_ngrams=False)
