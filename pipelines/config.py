@@ -57,11 +57,13 @@ class LshConfig:
     threshold: float = 0.7
     bands: int | None = None
     rows: int | None = None
-    # Candidates are verified, so a false positive costs one signature comparison while a
-    # false negative loses a duplicate for good: weight misses 19:1. At t = 0.7 and 256
-    # permutations this gives b = 36, r = 7 (P = 0.955 at s = 0.7, 0.994 at 0.75).
-    false_positive_weight: float = 0.05
-    false_negative_weight: float = 0.95
+    # Candidates are verified, so a false positive costs one signature comparison (or one
+    # exact Jaccard near the threshold) while a false negative leaves a duplicate in for good:
+    # weight misses 99:1. At t = 0.7 and 256 permutations this gives b = 39, r = 6 (P = 0.992
+    # at s = 0.7, 0.9995 at 0.75; 36 x 7 at 19:1 gave 0.955 and 0.994). BENCHMARKS.md, "Real
+    # corpus", compares the two on real data.
+    false_positive_weight: float = 0.01
+    false_negative_weight: float = 0.99
     verify: VerifyMode = VerifyMode.EXACT
     # Under --verify exact, an estimate more than this many standard errors
     # (sqrt(t(1-t)/num_perm)) from the threshold decides a pair alone; the pairs in between get
