@@ -76,8 +76,9 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
     """
     ids = (pairs.select(F.col("src").alias(DOC_ID)).unionByName(pairs.select(F.col("dst").alias(DOC_ID)))
            .distinct())
+    # Hash joins, not sort-merge: sorting rows that carry whole texts costs twice the join.
     texts = filter_ids(documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text")), ids,
-                       broadcast_limit, keep=True)
+                       broadcast_limit, keep=True).hint("shuffle_hash")
     joined = (pairs.join(texts.withColumnsRenamed({DOC_ID: "src", "text": "src_text"}), "src")
               .join(texts.withColumnsRenamed({DOC_ID: "dst", "text": "dst_text"}), "dst")
               .select("src", "dst", "similarity", "src_text", "dst_text"))
