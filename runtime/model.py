@@ -42,6 +42,7 @@ def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None
         raw.post_processor = processors.TemplateProcessing(
             single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
             special_tokens=[(cls, manifest.cls_id), (sep, manifest.sep_id)])
+        specials["model_max_length"] = manifest.seq_len  # the longest input training saw; pipelines truncate to it
     if model_input_names is not None:  # saved with the tokenizer, so pipelines feed exactly these
         specials["model_input_names"] = model_input_names
     return PreTrainedTokenizerFast(tokenizer_object=raw, **specials)
