@@ -162,6 +162,8 @@ class PackConfig:
             raise ValueError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
         if self.tokenizer.model not in ("byte-bpe", "wordpiece"):
             raise ValueError("--tokenizer-model must be byte-bpe or wordpiece")
+        if self.tokenizer.path and self.tokenizer.model != TokenizerConfig.model:
+            raise ValueError("--tokenizer-model chooses what --train-tokenizer trains; a given --tokenizer is used as is")
         if self.tokenizer.mask_token is not None and self.tokenizer.bos_token is None:
             raise ValueError("--mask-token needs --bos-token: encoder documents are framed [CLS] text [SEP] "
                              "(e.g. --bos-token '[CLS]' --eos-token '[SEP]' --pad-token '[PAD]')")

@@ -5,8 +5,8 @@ runtime.train --manifest M --model-config C --steps N --output CKPT_DIR`` (``tor
 
 A checkpoint directory is a ``save_pretrained`` model plus tokenizer (so
 ``AutoModelForCausalLM.from_pretrained(CKPT_DIR)``, or ``AutoModelForMaskedLM`` for ``mlm``,
-works) and ``trainer_state.pt`` holding the
-optimizer, scheduler, step and loader state, with one RNG file per rank. Checkpoints are
+works) and ``trainer_state.pt`` holding the optimizer, scheduler, step and loader state,
+with one RNG file per rank. Checkpoints are
 written beside the target and renamed into place, so a run killed mid-save leaves the
 previous checkpoint intact. Re-running the same command resumes; on CPU the resumed run
 reproduces the uninterrupted run's losses exactly.
