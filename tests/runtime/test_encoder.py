@@ -18,6 +18,7 @@ from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
 from runtime.model import load_tokenizer
 from runtime.objectives import MaskedLM, position_offset
 from runtime.train import train
+from schemas.packed import load_manifest
 
 VOCAB = 97
 SMALL = {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "pad_token_id": 0}
@@ -154,6 +155,7 @@ def test_encoder_shards_frame_documents_with_cls_and_sep(encoder_packed_dir):
     assert tokenizer.convert_ids_to_tokens([manifest.mask_id, manifest.cls_id, manifest.sep_id, manifest.pad_id]) == \
         ["[MASK]", "[CLS]", "[SEP]", "[PAD]"]
     assert (manifest.cls_id, manifest.sep_id) == (manifest.bos_id, manifest.eos_id)
+    assert load_manifest(encoder_packed_dir)["stats"]["documents_split"] == 0  # so every piece is a whole document
     batch = next(iter(PackedLoader(encoder_packed_dir, LoaderConfig(batch_size=64, shuffle=False), epochs=1)))
     ids, seg, pos = batch["input_ids"], batch["segment_ids"], batch["position_ids"]
     starts = torch.ones_like(seg, dtype=torch.bool)
