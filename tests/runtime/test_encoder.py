@@ -74,10 +74,13 @@ def test_encoder_mask_is_block_diagonal_and_windowed():
     assert packed_attention_mask(seg, causal=False, window=1)[0, 0].int().tolist()[0] == [1, 1, 0, 0, 0, 0]
     modern = ENCODERS["modernbert"]()
     modern._attn_implementation = "sdpa"
-    masks = encoder_model_inputs({"input_ids": seg, "segment_ids": seg, "position_ids": seg}, modern,
+    long = torch.tensor([[1] * 8 + [2] * 2])  # a document longer than the local window (3 either side)
+    masks = encoder_model_inputs({"input_ids": long, "segment_ids": long, "position_ids": long}, modern,
                                  torch.float32)["attention_mask"]
     assert set(masks) == {"full_attention", "sliding_attention"}  # one per layer type
-    assert torch.equal(masks["sliding_attention"], packed_attention_mask(seg, causal=False, window=3))
+    assert torch.equal(masks["full_attention"], packed_attention_mask(long, causal=False))
+    assert torch.equal(masks["sliding_attention"], packed_attention_mask(long, causal=False, window=3))
+    assert masks["sliding_attention"][0, 0, 0].tolist() == [True] * 4 + [False] * 6
 
 
 @pytest.fixture(scope="module")
