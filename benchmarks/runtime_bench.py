@@ -4,6 +4,14 @@
         --seq-len 512 --train-tokenizer --vocab-size 8192 --num-shards 4
     python benchmarks/runtime_bench.py --manifest /tmp/rt_bench/packed --workdir /tmp/rt_bench
 
+Masked-LM pretraining (``--objective mlm``: a BERT of the same size on a manifest packed with
+``--mask-token``; training only, there is nothing to decode)::
+
+    python jobs/pack.py --input samples/hf_blog_sample.parquet --output /tmp/rt_bench/packed_mlm \\
+        --seq-len 512 --train-tokenizer --tokenizer-model wordpiece --vocab-size 8192 --num-shards 4 \\
+        --mask-token '[MASK]' --bos-token '[CLS]' --eos-token '[SEP]' --pad-token '[PAD]'
+    python benchmarks/runtime_bench.py --manifest /tmp/rt_bench/packed_mlm --workdir /tmp/rt_bench --objective mlm
+
 Training runs ``runtime.train.train`` (tokens/s counts every position of every packed row,
 padding included, and excludes the first step). Decoding forces exactly
 ``--new-tokens`` new tokens per sequence (``min_new_tokens``) so every variant does the same
@@ -22,7 +30,7 @@ import sys
 import time
 
 import torch
-from transformers import AutoTokenizer, LlamaConfig
+from transformers import AutoTokenizer, BertConfig, LlamaConfig
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,20 +42,21 @@ from runtime.train import train  # noqa: E402
 
 
 def bench_train(args, manifest: PackedManifest) -> tuple[str, dict]:
-    config_dir = os.path.join(args.workdir, "config")
-    LlamaConfig(vocab_size=manifest.vocab_size, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64,
-                max_position_embeddings=manifest.seq_len).save_pretrained(config_dir)
-    output = os.path.join(args.workdir, "ckpt")
+    config_dir = os.path.join(args.workdir, f"config-{args.objective}")
+    size = {"vocab_size": manifest.vocab_size, "hidden_size": args.hidden, "intermediate_size": 4 * args.hidden,
+            "num_hidden_layers": args.layers, "num_attention_heads": args.hidden // 64,
+            "max_position_embeddings": manifest.seq_len}
+    (BertConfig if args.objective == "mlm" else LlamaConfig)(**size).save_pretrained(config_dir)
+    output = os.path.join(args.workdir, f"ckpt-{args.objective}")
     shutil.rmtree(output, ignore_errors=True)
     result = train(TrainConfig(manifest=args.manifest, model_config=config_dir, output=output,
                                steps=args.train_steps, progress=False, log_every=args.train_steps,
-                               loader=LoaderConfig(batch_size=args.batch_size),
+                               objective=args.objective, loader=LoaderConfig(batch_size=args.batch_size),
                                optim=OptimConfig(warmup_steps=2)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return output, {"measure": "train", "device": device, "tokens_per_s": result.tokens_per_second,
-                    "mfu": result.mfu, "batch_rows": args.batch_size, "seq_len": manifest.seq_len,
-                    "hidden": args.hidden, "layers": args.layers}
+    return output, {"measure": "train", "objective": args.objective, "device": device,
+                    "tokens_per_s": result.tokens_per_second, "mfu": result.mfu, "batch_rows": args.batch_size,
+                    "seq_len": manifest.seq_len, "hidden": args.hidden, "layers": args.layers}
 
 
 def _variants() -> list[tuple[str, dict, str | None]]:
@@ -105,16 +114,22 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--decode-batch", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--objective", choices=["clm", "mlm"], default="clm",
+                        help="clm: Llama, then decoding; mlm: BERT masked-LM training only")
+    parser.add_argument("--train-only", action="store_true", help="skip the decoding measurements")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     manifest = PackedManifest.load(args.manifest)
     checkpoint, train_row = bench_train(args, manifest)
     print(json.dumps(train_row), flush=True)
+    mfu = f"{100 * train_row['mfu']:.1f}%" if train_row["mfu"] else "n/a (CPU)"
+    print(f"\n| training ({args.objective}) | {train_row['device']} | {train_row['tokens_per_s']:,.0f} tokens/s "
+          f"| MFU {mfu} |")
+    if args.objective == "mlm" or args.train_only:
+        return
     rows = bench_decode(args, checkpoint)
     for row in rows:
         print(json.dumps(row), flush=True)
-    mfu = f"{100 * train_row['mfu']:.1f}%" if train_row["mfu"] else "n/a (CPU)"
-    print(f"\n| training | {train_row['device']} | {train_row['tokens_per_s']:,.0f} tokens/s | MFU {mfu} |")
     print("\n| decoding variant | KV cache | tokens/s |\n|---|---|---|")
     for row in rows:
         value = f"{row['tokens_per_s']:,.1f}" if row["tokens_per_s"] else row["note"]

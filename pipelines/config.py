@@ -137,20 +137,29 @@ class DedupConfig:
 class TokenizerConfig:
     """Which tokenizer, and how document boundaries are marked.
 
-    Either ``path`` (a local HF ``tokenizer.json``) or ``train`` (byte-level BPE trained on the
-    corpus itself, on at most ``train_sample_bytes`` of text chosen by a hash of the text).
-    Every document becomes ``[BOS] + encode(text, add_special_tokens=False) + [EOS]``; BOS only
-    when ``bos_token`` is set. A ``pad_token`` missing from a given tokenizer falls back to EOS.
+    Either ``path`` (a local HF ``tokenizer.json``) or ``train`` (byte-level BPE or WordPiece
+    trained on the corpus itself, on at most ``train_sample_bytes`` of text chosen by a hash of
+    the text). Every document becomes ``[BOS] + encode(text, add_special_tokens=False) + [EOS]``;
+    BOS only when ``bos_token`` is set. A ``pad_token`` missing from a given tokenizer falls back
+    to EOS.
+
+    Encoders (masked-LM pretraining): ``mask_token`` names the ``[MASK]`` token, and BOS/EOS are
+    the ``[CLS]``/``[SEP]`` that frame each document (``--bos-token '[CLS]' --eos-token '[SEP]'``),
+    so every document is ``[CLS] text [SEP]``; the manifest then records ``mask_id``, ``cls_id``
+    and ``sep_id``. An encoder needs its own pad token (no EOS fallback).
     """
 
     path: str | None = None
     train: bool = False
+    model: str = "byte-bpe"  # byte-bpe | wordpiece: what --train-tokenizer trains
     vocab_size: int = 32000
     min_frequency: int = 2
     train_sample_bytes: int = 512 * 2**20
     eos_token: str = "<|endoftext|>"
     bos_token: str | None = None
     pad_token: str = "<|pad|>"
+    mask_token: str | None = None  # set for encoder tokenizers: the [MASK] of masked-LM pretraining
+    unk_token: str = "[UNK]"  # WordPiece's unknown token (byte-level BPE needs none)
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,13 @@ class PackConfig:
             raise ValueError("give exactly one of --tokenizer PATH and --train-tokenizer")
         if self.tokenizer.train and self.tokenizer.vocab_size < 300:
             raise ValueError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
+        if self.tokenizer.model not in ("byte-bpe", "wordpiece"):
+            raise ValueError("--tokenizer-model must be byte-bpe or wordpiece")
+        if self.tokenizer.path and self.tokenizer.model != TokenizerConfig.model:
+            raise ValueError("--tokenizer-model chooses what --train-tokenizer trains; a given --tokenizer is used as is")
+        if self.tokenizer.mask_token is not None and self.tokenizer.bos_token is None:
+            raise ValueError("--mask-token needs --bos-token: encoder documents are framed [CLS] text [SEP] "
+                             "(e.g. --bos-token '[CLS]' --eos-token '[SEP]' --pad-token '[PAD]')")
         if self.packing not in ("best-fit", "greedy"):
             raise ValueError("--packing must be best-fit or greedy")
         if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:

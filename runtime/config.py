@@ -46,6 +46,28 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class MaskingConfig:
+    """Masked-LM corruption (``--objective mlm``), BERT's recipe as in transformers'
+    ``DataCollatorForLanguageModeling``: ``mlm_probability`` of the non-special tokens are
+    selected; of those ``mask_replace_prob`` become [MASK], ``random_replace_prob`` a random
+    token, and the rest stay as they are (all are predicted)."""
+
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError("--mlm-probability must be in (0, 1)")
+        if min(self.mask_replace_prob, self.random_replace_prob) < 0 or \
+                self.mask_replace_prob + self.random_replace_prob > 1:
+            raise ValueError("--mask-replace-prob and --random-replace-prob must be >= 0 and sum to <= 1")
+
+
+OBJECTIVES = ("clm", "mlm")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     manifest: str
     model_config: str  # config.json, or a local model directory (its weights are loaded if present)
@@ -61,12 +83,18 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast; only applied on CUDA (CPU training is always float32)
     peak_tflops: float | None = None  # accelerator peak for MFU; None: looked up from the GPU name
     progress: bool = True
+    # clm: next-token prediction (AutoModelForCausalLM); mlm: masked-LM pretraining of an encoder
+    # (AutoModelForMaskedLM: BERT, RoBERTa, ModernBERT) on a manifest packed with --mask-token
+    objective: str = "clm"
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.grad_accum < 1:
             raise ValueError("--steps and --grad-accum must be >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}")
         if self.stop_after is not None and not 0 < self.stop_after <= self.steps:
             raise ValueError("--stop-after must be in [1, --steps]")
 
@@ -100,3 +128,22 @@ class GenerateConfig:
             raise ValueError("--device-map must be auto, balanced or sequential")
         if self.max_new_tokens < 1 or self.num_beams < 1:
             raise ValueError("--max-new-tokens and --num-beams must be >= 1")
+
+
+INFER_TASKS = ("fill-mask", "next-sentence", "question-answering", "text-classification")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    checkpoint: str
+    task: str  # one of INFER_TASKS; the checkpoint must hold that task's head
+    input: str  # JSON lines, one object per input; fields per task in runtime.infer.TASKS
+    output: str | None = None  # JSON lines, one per input line, in order; None: stdout
+    batch_size: int = 8
+    top_k: int | None = None  # answers per input; None: the pipeline's default (fill-mask 5, others 1)
+
+    def __post_init__(self) -> None:
+        if self.task not in INFER_TASKS:
+            raise ValueError(f"--task must be one of {', '.join(INFER_TASKS)}")
+        if self.batch_size < 1 or (self.top_k is not None and self.top_k < 1):
+            raise ValueError("--batch-size and --top-k must be >= 1")

@@ -1,4 +1,4 @@
-"""Building, loading, placing and quantizing ``transformers`` causal LMs.
+"""Building, loading, placing and quantizing ``transformers`` models (causal LMs; encoders for MLM).
 
 Everything goes through ``transformers``' Auto classes so any causal-LM architecture works;
 device maps come from accelerate's planner, 4/8-bit loading from bitsandbytes (CUDA only),
@@ -14,7 +14,7 @@ import os
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel,
                           PreTrainedTokenizerFast)
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, processors
 
 from runtime.config import GenerateConfig
 from runtime.data.shards import PackedManifest
@@ -22,12 +22,29 @@ from runtime.data.shards import PackedManifest
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_tokenizer(manifest: PackedManifest) -> PreTrainedTokenizerFast:
-    """The pack job's ``tokenizer.json`` with its EOS/pad/BOS ids named, ready to save beside a model."""
+def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """The pack job's ``tokenizer.json`` with its EOS/pad/BOS ids named, ready to save beside a model.
+
+    Encoder manifests also name [MASK], [CLS], [SEP] (and WordPiece's unknown token), and the
+    tokenizer frames text as the pack job framed documents, ``[CLS] a [SEP]`` (pairs:
+    ``[CLS] a [SEP] b [SEP]``, token types 0/1), so pipelines see what training saw.
+    """
     raw = Tokenizer.from_file(manifest.tokenizer_path)
     specials = {"eos_token": raw.id_to_token(manifest.eos_id), "pad_token": raw.id_to_token(manifest.pad_id)}
     if manifest.bos_id is not None:
         specials["bos_token"] = raw.id_to_token(manifest.bos_id)
+    if manifest.mask_id is not None:
+        cls, sep = raw.id_to_token(manifest.cls_id), raw.id_to_token(manifest.sep_id)
+        specials.update(mask_token=raw.id_to_token(manifest.mask_id), cls_token=cls, sep_token=sep)
+        unk = getattr(raw.model, "unk_token", None)
+        if unk is not None and raw.token_to_id(unk) is not None:
+            specials["unk_token"] = unk
+        raw.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls, manifest.cls_id), (sep, manifest.sep_id)])
+        specials["model_max_length"] = manifest.seq_len  # the longest input training saw; pipelines truncate to it
+    if model_input_names is not None:  # saved with the tokenizer, so pipelines feed exactly these
+        specials["model_input_names"] = model_input_names
     return PreTrainedTokenizerFast(tokenizer_object=raw, **specials)
 
 
@@ -45,25 +62,30 @@ def _has_weights(path: str) -> bool:
                                         or glob.glob(os.path.join(path, "pytorch_model*.bin")))
 
 
-def build_model(model_config: str, manifest: PackedManifest, attn_implementation: str) -> PreTrainedModel:
+def build_model(model_config: str, manifest: PackedManifest, attn_implementation: str,
+                auto_class=AutoModelForCausalLM, config_overrides: dict | None = None) -> PreTrainedModel:
     """A float32 model for training: weights from a local directory, or fresh from a config.
 
-    A fresh model gets the manifest's vocabulary size; loaded weights must cover it.
+    A fresh model gets the manifest's vocabulary size and ``config_overrides`` (set before the
+    weights are created, e.g. an encoder's ``pad_token_id``); loaded weights must cover the
+    vocabulary.
     """
     if _has_weights(model_config):
-        model = AutoModelForCausalLM.from_pretrained(model_config, dtype=torch.float32,
-                                                     attn_implementation=attn_implementation)
+        model = auto_class.from_pretrained(model_config, dtype=torch.float32,
+                                           attn_implementation=attn_implementation)
         if model.get_input_embeddings().num_embeddings < manifest.vocab_size:
             raise ValueError(f"model {model_config!r} has {model.get_input_embeddings().num_embeddings} "
                              f"embeddings, the shards use {manifest.vocab_size} token ids")
     else:
         config = AutoConfig.from_pretrained(model_config)
         config.vocab_size = manifest.vocab_size
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
-                                                 attn_implementation=attn_implementation)
-    for target in (model.config, model.generation_config):
-        target.eos_token_id, target.pad_token_id, target.bos_token_id = (
-            manifest.eos_id, manifest.pad_id, manifest.bos_id)
+        for key, value in (config_overrides or {}).items():
+            setattr(config, key, value)
+        model = auto_class.from_config(config, dtype=torch.float32, attn_implementation=attn_implementation)
+    for target in (model.config, getattr(model, "generation_config", None)):
+        if target is not None:  # encoders have no generation config
+            target.eos_token_id, target.pad_token_id, target.bos_token_id = (
+                manifest.eos_id, manifest.pad_id, manifest.bos_id)
     return model
 
 

@@ -1,9 +1,12 @@
-"""Train a causal LM on packed shards: ``python -m runtime.train --manifest M --model-config C
---steps N --output CKPT_DIR`` (``torchrun --nproc-per-node K -m runtime.train ...`` for DDP).
+"""Train a causal LM (or, with ``--objective mlm``, an encoder) on packed shards: ``python -m
+runtime.train --manifest M --model-config C --steps N --output CKPT_DIR`` (``torchrun
+--nproc-per-node K -m runtime.train ...`` for DDP). What differs between objectives lives in
+``runtime.objectives``.
 
 A checkpoint directory is a ``save_pretrained`` model plus tokenizer (so
-``AutoModelForCausalLM.from_pretrained(CKPT_DIR)`` works) and ``trainer_state.pt`` holding the
-optimizer, scheduler, step and loader state, with one RNG file per rank. Checkpoints are
+``AutoModelForCausalLM.from_pretrained(CKPT_DIR)``, or ``AutoModelForMaskedLM`` for ``mlm``,
+works) and ``trainer_state.pt`` holding the optimizer, scheduler, step and loader state,
+with one RNG file per rank. Checkpoints are
 written beside the target and renamed into place, so a run killed mid-save leaves the
 previous checkpoint intact. Re-running the same command resumes; on CPU the resumed run
 reproduces the uninterrupted run's losses exactly.
@@ -27,13 +30,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM
 
-from runtime.attention import packed_model_inputs
 from runtime.cli import parse_config
 from runtime.config import OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
-from runtime.model import build_model, load_tokenizer, pick_attn_implementation
+from runtime.model import build_model, load_tokenizer
+from runtime.objectives import OBJECTIVES
 
 STATE_FILE = "trainer_state.pt"
 
@@ -164,25 +166,29 @@ def save_checkpoint(path: str, model, tokenizer, optimizer, scheduler, loader: P
     env.barrier()
 
 
-def _micro_batches(loader: PackedLoader, count: int, device: torch.device):
+def _micro_batches(loader: PackedLoader, count: int, device: torch.device, prepare):
+    """``count`` batches per step, each ``prepare``d by the objective on the CPU, then moved to ``device``."""
     it = iter(loader)
     while True:
-        yield [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for _ in range(count)]
+        yield [{k: v.to(device, non_blocking=True) for k, v in prepare(next(it)).items()} for _ in range(count)]
 
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
     env = _init_distributed()
     manifest = PackedManifest.load(cfg.manifest)
-    attn = pick_attn_implementation(cfg.attn_implementation, env.device)
+    kind = OBJECTIVES[cfg.objective]
+    attn = kind.attn_implementation(cfg.attn_implementation, env.device)
+    overrides = kind.config_overrides(manifest)
     resume = cfg.resume and os.path.exists(os.path.join(cfg.output, STATE_FILE))
     _seed_everything(cfg.seed)  # same initial weights on every rank
     if resume:
-        model = AutoModelForCausalLM.from_pretrained(cfg.output, dtype=torch.float32, attn_implementation=attn)
+        model = kind.auto_class.from_pretrained(cfg.output, dtype=torch.float32, attn_implementation=attn)
     else:
-        model = build_model(cfg.model_config, manifest, attn)
+        model = build_model(cfg.model_config, manifest, attn, kind.auto_class, overrides)
     model.to(env.device)
-    tokenizer = load_tokenizer(manifest)
+    tokenizer = load_tokenizer(manifest, kind.model_input_names(model))
+    objective = kind(model, tokenizer, manifest, cfg.masking)
     loader = PackedLoader(manifest, cfg.loader, rank=env.rank, world_size=env.world_size,
                           pin_memory=env.device.type == "cuda")
     optimizer = make_optimizer(model, cfg.optim)
@@ -215,14 +221,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
                file=sys.stderr)
     losses: list[float] = []
-    batches = _micro_batches(loader, cfg.grad_accum, env.device)
+    batches = _micro_batches(loader, cfg.grad_accum, env.device, objective.prepare)
     model.train()
     window_tokens, window_start = 0, time.perf_counter()
     measured_tokens, measured_seconds = 0, 0.0
     while step < stop_at:
         step_start = time.perf_counter()
         micro = next(batches)
-        targets = torch.tensor(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+        targets = torch.tensor(sum(int((objective.targets(b) != IGNORE_INDEX).sum()) for b in micro),
                                device=env.device, dtype=torch.float64)
         if env.world_size > 1:
             dist.all_reduce(targets)
@@ -232,9 +238,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             sync = ddp is None or i == len(micro) - 1
             context = contextlib.nullcontext() if sync else forward.no_sync()
             with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = forward(**packed_model_inputs(batch, attn, compute_dtype)).logits
+                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits
                 loss_sum = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                    objective.predictions(logits).flatten(0, 1).float(), objective.targets(batch).flatten(),
                     ignore_index=IGNORE_INDEX, reduction="sum")
             # DDP averages gradients over ranks; scaling by world_size makes it a global token mean
             (loss_sum * env.world_size / targets).backward()
@@ -283,7 +289,12 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def main(argv: list[str] | None = None) -> None:
-    result = train(parse_config(TrainConfig, argv, "Train a causal LM on packed shards."))
+    cfg = parse_config(TrainConfig, argv, "Train a causal LM (--objective clm) or an encoder (mlm) on packed shards.")
+    try:
+        result = train(cfg)
+    except ValueError as err:  # a manifest, config or flag that cannot work together: one line, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     if os.environ.get("RANK", "0") == "0" and result.losses:
         summary = f"done: {len(result.losses)} steps, last loss {result.losses[-1]:.4f}"
         if result.tokens_per_second:

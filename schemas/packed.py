@@ -134,9 +134,10 @@ def validate_manifest(manifest: Any) -> dict:
     for key in ("pad_id", "eos_id"):
         if not 0 <= manifest[key] < vocab:
             problems.append(f"{key} {manifest[key]} outside the vocabulary")
-    bos = manifest.get("bos_id")
-    if bos is not None and (isinstance(bos, bool) or not isinstance(bos, int) or not 0 <= bos < vocab):
-        problems.append(f"bos_id {bos!r} must be null or an id in the vocabulary")
+    for key in ("bos_id", "mask_id", "cls_id", "sep_id"):  # optional: null, absent, or an id
+        value = manifest.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab):
+            problems.append(f"{key} {value!r} must be null or an id in the vocabulary")
     if manifest["packing"] not in ("best-fit", "greedy"):
         problems.append(f"packing {manifest['packing']!r} is not best-fit or greedy")
     if len(manifest["tokenizer_sha256"]) != 64:

@@ -116,6 +116,7 @@ def test_bos_and_eos_placement(packed, corpus):
     assert manifest["eos_id"] == tok.token_to_id("<|endoftext|>")
     assert manifest["bos_id"] == tok.token_to_id("<|bos|>")
     assert manifest["pad_id"] == tok.token_to_id("<|pad|>")
+    assert manifest["mask_id"] is manifest["cls_id"] is manifest["sep_id"] is None  # not an encoder tokenizer
     rows = _parquet_rows(packed)
     segments = unpack_segments(rows["input_ids"], rows["segment_ids"])
     n_docs = manifest["stats"]["documents"]
@@ -277,6 +278,31 @@ def test_job_cli_parses_into_config():
     assert cfg.tokenizer.bos_token == "<s>" and cfg.num_shards is None
     with pytest.raises(ValueError, match="exactly one"):
         pack_config(pack_parser().parse_args(["--input", "in", "--output", "out"]))
+
+
+def test_encoder_tokenizer_flags(corpus):
+    """--mask-token makes an encoder tokenizer: framed by --bos-token/--eos-token, its own pad, the mask present."""
+    from pipelines.pack.cli import pack_config, pack_parser
+    from pipelines.pack.tokenizer import TokenizerError, load_tokenizer_file
+
+    encoder = ["--input", "in", "--output", "out", "--train-tokenizer", "--tokenizer-model", "wordpiece",
+               "--mask-token", "[MASK]", "--eos-token", "[SEP]", "--pad-token", "[PAD]"]
+    cfg = pack_config(pack_parser().parse_args(encoder + ["--bos-token", "[CLS]"]))
+    assert (cfg.tokenizer.model, cfg.tokenizer.mask_token, cfg.tokenizer.bos_token) == ("wordpiece", "[MASK]", "[CLS]")
+    with pytest.raises(ValueError, match="--mask-token needs --bos-token"):
+        pack_config(pack_parser().parse_args(encoder))
+    with pytest.raises(SystemExit):
+        pack_parser().parse_args(encoder + ["--tokenizer-model", "unigram"])
+    given = TokenizerConfig(path=corpus["tokenizer_path"], bos_token="<|bos|>", mask_token="[MASK]")
+    with pytest.raises(TokenizerError, match="mask token '\\[MASK\\]' is not in"):
+        load_tokenizer_file(given)
+    # the test tokenizer's <|bos|> plays [MASK]; without <|pad|> an encoder has no pad token of its own
+    with pytest.raises(TokenizerError, match="needs its own pad token"):
+        load_tokenizer_file(TokenizerConfig(path=corpus["tokenizer_path"], bos_token="<|endoftext|>",
+                                            mask_token="<|bos|>", pad_token="[PAD]"))
+    info = load_tokenizer_file(TokenizerConfig(path=corpus["tokenizer_path"], bos_token="<|endoftext|>",
+                                               mask_token="<|bos|>"))
+    assert info.mask_id == corpus["tokenizer"].token_to_id("<|bos|>")
 
 
 def test_tensorflow_reads_the_tfrecord_shards(packed):

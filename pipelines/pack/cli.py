@@ -25,15 +25,21 @@ HELP = {
     "parquet_compression": "Parquet codec (zstd, snappy, gzip, none)",
     "parquet_row_group_rows": "rows per Parquet row group",
     "path": "local tokenizer.json to use",
-    "train": "train a byte-level BPE tokenizer on the corpus and store it with the output",
+    "train": "train a tokenizer (--tokenizer-model) on the corpus and store it with the output",
+    "model": "what --train-tokenizer trains: byte-bpe (lossless, GPT-2 style) or wordpiece (BERT style)",
     "vocab_size": "vocabulary size when training (special tokens included)",
     "min_frequency": "minimum pair frequency for a BPE merge when training",
     "train_sample_bytes": "at most this much text (chosen by text hash) trains the tokenizer",
     "eos_token": "token appended to every document",
     "bos_token": "token prepended to every document (default: none)",
     "pad_token": "padding token (falls back to EOS if the tokenizer lacks it)",
+    "mask_token": "encoder tokenizer: the [MASK] token (with --bos-token '[CLS]' --eos-token '[SEP]'); "
+                  "the manifest records mask_id, cls_id, sep_id",
+    "unk_token": "WordPiece's unknown token",
 }
-FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer"}
+FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer",
+         ("tokenizer", "model"): "--tokenizer-model"}
+CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"]}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
 
 
@@ -73,7 +79,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
         else:
             convert = str
         shown = ",".join(default) if isinstance(default, tuple) else default
-        extra = {"choices": ["best-fit", "greedy"]} if f.name == "packing" else {}
+        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
         parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
                             help=f"{help_text} (default: {shown})", **extra)
 

@@ -222,10 +222,15 @@ def build_manifest(cfg: PackConfig, tok: TokenizerInfo, token_dtype: str, shards
         "pad_id": tok.pad_id,
         "eos_id": tok.eos_id,
         "bos_id": tok.bos_id,
+        # encoders: [MASK], and the [CLS]/[SEP] that frame each document (the BOS/EOS above)
+        "mask_id": tok.mask_id,
+        "cls_id": tok.bos_id if tok.mask_id is not None else None,
+        "sep_id": tok.eos_id if tok.mask_id is not None else None,
         "tokenizer": "tokenizer.json",
         "tokenizer_sha256": tok.sha256,
         "tokenizer_source": ({"file": cfg.tokenizer.path} if cfg.tokenizer.path else
-                             {"trained": True, "vocab_size_requested": cfg.tokenizer.vocab_size,
+                             {"trained": True, "model": cfg.tokenizer.model,
+                              "vocab_size_requested": cfg.tokenizer.vocab_size,
                               "min_frequency": cfg.tokenizer.min_frequency,
                               "trained_on_bytes": tok.trained_on_bytes}),
         "packing": cfg.packing,

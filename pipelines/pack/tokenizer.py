@@ -1,4 +1,4 @@
-"""The pack job's tokenizer: a local ``tokenizer.json``, or a byte-level BPE trained on the corpus.
+"""The pack job's tokenizer: a local ``tokenizer.json``, or a byte-level BPE / WordPiece trained on the corpus.
 
 Training sample: BPE training runs in one process, so it sees at most
 ``train_sample_bytes`` of text. Documents are chosen by Spark's ``xxhash64`` of the text
@@ -7,8 +7,11 @@ to the driver one partition at a time in hash order, so the sample — and the t
 vocabulary — depend only on the corpus content, not on file order or partitioning.
 
 Byte-level BPE (GPT-2 style): text is mapped to bytes first, so every string is encodable
-and ``decode(encode(text)) == text``; no unknown token exists. Special tokens take the first
-ids: pad 0, EOS 1, BOS 2 (when configured).
+and ``decode(encode(text)) == text``; no unknown token exists. WordPiece (BERT style, cased):
+split on whitespace and punctuation, ``##`` continuation pieces, an unknown token for
+characters outside the vocabulary; whitespace is not kept, so decoding is not exact. Special
+tokens take the first ids: pad 0, EOS 1, BOS 2 (when configured), then MASK and UNK (when
+configured / WordPiece).
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ class TokenizerInfo:
     bos_id: int | None
     notes: tuple[str, ...] = ()
     trained_on_bytes: int | None = None
+    mask_id: int | None = None  # encoder tokenizers only
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.json.encode("utf-8")).hexdigest()
 
 
-def _special_ids(tok, cfg: TokenizerConfig, source: str) -> tuple[int, int, int | None, list[str]]:
+def _special_ids(tok, cfg: TokenizerConfig, source: str) -> tuple[int, int, int | None, int | None, list[str]]:
+    """(eos, pad, bos, mask, notes); every configured special token must exist in the tokenizer."""
     notes = []
     known = sorted(t.content for t in tok.get_added_tokens_decoder().values())
     eos = tok.token_to_id(cfg.eos_token)
@@ -57,12 +62,21 @@ def _special_ids(tok, cfg: TokenizerConfig, source: str) -> tuple[int, int, int 
         if bos is None:
             raise TokenizerError(f"BOS token {cfg.bos_token!r} is not in {source}; its added tokens "
                                  f"are {known[:20]}")
+    mask = None
+    if cfg.mask_token is not None:
+        mask = tok.token_to_id(cfg.mask_token)
+        if mask is None:
+            raise TokenizerError(f"mask token {cfg.mask_token!r} is not in {source}; its added tokens "
+                                 f"are {known[:20]}")
     pad = tok.token_to_id(cfg.pad_token)
+    if pad is None and mask is not None:
+        raise TokenizerError(f"pad token {cfg.pad_token!r} is not in {source}; an encoder tokenizer needs its "
+                             f"own pad token (its added tokens are {known[:20]})")
     if pad is None:
         notes.append(f"pad token {cfg.pad_token!r} not in the tokenizer; padding uses EOS id {eos} "
                      "(padding is marked by segment_ids == 0 either way)")
         pad = eos
-    return eos, pad, bos, notes
+    return eos, pad, bos, mask, notes
 
 
 def load_tokenizer_file(cfg: TokenizerConfig) -> TokenizerInfo:
@@ -76,16 +90,16 @@ def load_tokenizer_file(cfg: TokenizerConfig) -> TokenizerInfo:
         raise TokenizerError(f"tokenizer file {cfg.path!r} does not exist") from exc
     except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
         raise TokenizerError(f"{cfg.path!r} is not a tokenizers JSON file: {exc}") from exc
-    eos, pad, bos, notes = _special_ids(tok, cfg, repr(cfg.path))
+    eos, pad, bos, mask, notes = _special_ids(tok, cfg, repr(cfg.path))
     if tok.truncation or tok.padding:
         notes.append("the tokenizer file configures truncation/padding; both are disabled for packing")
     return TokenizerInfo(tok.to_str(), tok.get_vocab_size(with_added_tokens=True), eos, pad, bos,
-                         tuple(notes))
+                         tuple(notes), mask_id=mask)
 
 
 def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig) -> TokenizerInfo:
-    """Train byte-level BPE on a deterministic, size-capped sample of ``documents``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """Train byte-level BPE or WordPiece on a deterministic, size-capped sample of ``documents``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     text = F.col(text_column)
     nonempty = documents.select(text.alias("text")).filter(F.col("text").isNotNull() & (F.length("text") > 0))
@@ -99,15 +113,25 @@ def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig
         sample = sample.filter(bucket < F.lit(int(math.ceil(fraction * HASH_BUCKETS))))
     sample = sample.orderBy(F.xxhash64("text"), "text")
 
-    specials = [cfg.pad_token, cfg.eos_token] + ([cfg.bos_token] if cfg.bos_token else [])
+    specials = [t for t in (cfg.pad_token, cfg.eos_token, cfg.bos_token, cfg.mask_token) if t]
+    if cfg.model == "wordpiece":
+        specials.append(cfg.unk_token)
     if len(set(specials)) != len(specials):
         raise TokenizerError(f"special tokens must differ: {specials}")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                  special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    if cfg.model == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=cfg.unk_token))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=False)  # cased; control characters removed
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                            special_tokens=specials, show_progress=False)
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                      special_tokens=specials, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     seen = [0]
 
     def texts():
@@ -116,8 +140,9 @@ def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig
             yield row["text"]
 
     tok.train_from_iterator(texts(), trainer)
-    eos, pad, bos, notes = _special_ids(tok, cfg, "the trained tokenizer")
+    eos, pad, bos, mask, notes = _special_ids(tok, cfg, "the trained tokenizer")
     vocab = tok.get_vocab_size(with_added_tokens=True)
     if vocab < cfg.vocab_size:
         notes.append(f"the corpus supports only {vocab} tokens of the {cfg.vocab_size} asked for")
-    return TokenizerInfo(tok.to_str(), vocab, eos, pad, bos, tuple(notes), trained_on_bytes=seen[0])
+    return TokenizerInfo(tok.to_str(), vocab, eos, pad, bos, tuple(notes), trained_on_bytes=seen[0],
+                         mask_id=mask)

@@ -190,8 +190,11 @@ class PackedLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         start = self.consumed
         dataset = PackedRows(self.manifest, self.cfg, self.rank, self.world_size, start, self.stop)
+        # Worker base seeds come from a private generator (the rows need no randomness): starting an
+        # iterator never draws from torch's global RNG, so the training loop's stream (dropout, MLM
+        # masking) continues after a resume exactly as in an uninterrupted run.
         loader = DataLoader(dataset, batch_size=None, num_workers=self.cfg.num_workers,
-                            pin_memory=self.pin_memory)
+                            pin_memory=self.pin_memory, generator=torch.Generator())
         local_rows = 0
         for batch in loader:
             local_rows += batch["input_ids"].shape[0]

@@ -35,6 +35,9 @@ class PackedManifest:
     bos_id: int | None
     tokenizer_path: str
     shards: dict[str, tuple[ShardInfo, ...]]
+    mask_id: int | None = None  # encoder manifests: [MASK], and [CLS]/[SEP] framing each document
+    cls_id: int | None = None
+    sep_id: int | None = None
 
     @classmethod
     def load(cls, path: str) -> PackedManifest:
@@ -46,7 +49,8 @@ class PackedManifest:
                   for fmt, entries in raw["shards"].items()}
         return cls(root=root, seq_len=raw["seq_len"], vocab_size=raw["vocab_size"],
                    pad_id=raw["pad_id"], eos_id=raw["eos_id"], bos_id=raw.get("bos_id"),
-                   tokenizer_path=os.path.join(root, raw["tokenizer"]), shards=shards)
+                   tokenizer_path=os.path.join(root, raw["tokenizer"]), shards=shards,
+                   mask_id=raw.get("mask_id"), cls_id=raw.get("cls_id"), sep_id=raw.get("sep_id"))
 
     def shard_list(self, shard_format: str) -> tuple[ShardInfo, ...]:
         if shard_format not in self.shards:
