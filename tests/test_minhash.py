@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import EMPTY_SLOT, compute_signatures, exact_jaccard, permutations
+from udfs.minhash import EMPTY_SLOT, compute_signatures, permutations, set_jaccard, shingle_sets
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
@@ -241,6 +241,11 @@ def test_malformed_utf8_is_lowercased_as_arrow_does():
     assert 0 < raised < 60
 
 
+def exact_jaccard(left, right, ngram, char_ngrams):
+    return set_jaccard(shingle_sets(left, ngram=ngram, char_ngrams=char_ngrams),
+                       shingle_sets(right, ngram=ngram, char_ngrams=char_ngrams))
+
+
 def python_shingle_set(text, ngram, char_mode):
     """Shingles as tuples of tokens (or code points), from Arrow's lowercasing and ``re``."""
     lowered = pc.utf8_lower(pa.array([text]))[0].as_py()
@@ -263,6 +268,12 @@ def test_exact_jaccard_equals_jaccard_of_python_shingle_sets(char_mode, ngram):
         a, b = python_shingle_set(x, ngram, char_mode), python_shingle_set(y, ngram, char_mode)
         assert j == (len(a & b) / len(a | b) if a or b else 0.0), (x, y)
     assert 0 < np.mean(got == 1.0) < np.mean(got > 0) < 1
+    # a set is the sorted distinct hashes, one per distinct shingle
+    sets = shingle_sets(pa.array(base), ngram=ngram, char_ngrams=char_mode)
+    for text, value in zip(base, sets):
+        hashes = np.frombuffer(value.as_py(), "<u8")
+        assert len(hashes) == len(python_shingle_set(text, ngram, char_mode))
+        assert np.all(np.diff(hashes) > 0)
 
 
 def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():

@@ -361,61 +361,102 @@ def _shingle_set(data, start, end, tables, fold_case, ngram, char_mode, scratch,
 
 
 @njit(cache=True)
-def _jaccard_kernel(left, right, tables, fold_case, ngram, char_mode, out):
-    """``out[d]`` = exact Jaccard of the shingle sets of ``left[d]`` and ``right[d]``.
-
-    ``left``/``right`` are ``(offsets, data, valid)`` string buffers. Returns False at the
+def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode, set_offsets):
+    """The sorted distinct shingle hashes of every document, concatenated; ``set_offsets[d]``
+    is where document ``d``'s set starts. Returns ``(ok, values)``; ``ok`` is False at the
     first malformed UTF-8 under ``fold_case`` (the caller lowercases with Arrow and reruns).
     """
-    a_offsets, a_data, a_valid = left
-    b_offsets, b_data, b_valid = right
-    n = a_offsets.shape[0] - 1
+    n_docs = offsets.shape[0] - 1
     longest = 0
-    for d in range(n):
-        longest = max(longest, a_offsets[d + 1] - a_offsets[d], b_offsets[d + 1] - b_offsets[d])
+    for d in range(n_docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
     scratch = np.empty(int(np.ceil(longest * MAX_LOWERCASE_GROWTH)) + 4, dtype=np.uint8)
     lanes = np.empty(longest + 1, dtype=np.uint64)
-    a_set = np.empty(longest + 1, dtype=np.uint64)
-    b_set = np.empty(longest + 1, dtype=np.uint64)
-    for d in range(n):
-        out[d] = 0.0
-        if not (a_valid[d] and b_valid[d]):
-            continue
-        na = _shingle_set(a_data, a_offsets[d], a_offsets[d + 1], tables, fold_case, ngram, char_mode,
-                          scratch, lanes, a_set)
-        nb = _shingle_set(b_data, b_offsets[d], b_offsets[d + 1], tables, fold_case, ngram, char_mode,
-                          scratch, lanes, b_set)
-        if na < 0 or nb < 0:
-            return False
-        i = j = common = 0
-        while i < na and j < nb:  # merge of two sorted sets
-            if a_set[i] == b_set[j]:
-                common += 1
-                i += 1
-                j += 1
-            elif a_set[i] < b_set[j]:
-                i += 1
-            else:
-                j += 1
-        union = na + nb - common
-        out[d] = common / union if union else 0.0
-    return True
+    states = np.empty(longest + 1, dtype=np.uint64)
+    values = np.empty(data.shape[0] // 4 + n_docs + 1, dtype=np.uint64)  # grown when needed
+    filled = 0
+    set_offsets[0] = 0
+    for d in range(n_docs):
+        count = 0
+        if valid[d]:
+            count = _shingle_set(data, offsets[d], offsets[d + 1], tables, fold_case, ngram, char_mode,
+                                 scratch, lanes, states)
+            if count < 0:
+                return False, values[:0]
+        if filled + count > values.shape[0]:
+            grown = np.empty(max(2 * values.shape[0], filled + count), dtype=np.uint64)
+            grown[:filled] = values[:filled]
+            values = grown
+        values[filled:filled + count] = states[:count]
+        filled += count
+        set_offsets[d + 1] = filled
+    return True, values[:filled]
 
 
-def exact_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray, *, ngram: int,
-                  char_ngrams: bool) -> np.ndarray:
-    """Exact Jaccard similarity of the shingle sets of ``left[i]`` and ``right[i]`` (float64).
+def shingle_sets(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool) -> pa.Array:
+    """Each text's shingle set as one ``binary`` value: its distinct 64-bit shingle hashes,
+    sorted, little-endian.
 
-    The sets are those the signatures estimate (64-bit shingle hashes; two distinct shingles of
-    one pair collide with chance about ``n² / 2**64``, far below one shingle in ``n``). A null
-    or shingle-less text has the empty set, similar to nothing (0.0).
+    These are the shingles the signature is drawn from (same scan, same windows), before
+    their fold to 32 bits; two distinct shingles of one pair of documents collide with chance
+    about ``n² / 2**64``, far below one shingle in ``n``. A null or shingle-less text has the
+    empty set.
     """
     if not 1 <= ngram <= MAX_NGRAM:
         raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+    set_offsets = np.empty(len(texts) + 1, dtype=np.int64)
+    params = (ngram, char_ngrams, set_offsets)
+    ok, values = _shingle_sets_kernel(*string_buffers(texts), TABLES, True, *params)
+    if not ok:  # malformed UTF-8, as in compute_signatures
+        _, values = _shingle_sets_kernel(*string_buffers(lowercase(texts)), TABLES, False, *params)
+    byte_offsets = set_offsets * 8
+    if byte_offsets[-1] >= 2**31:
+        return pa.Array.from_buffers(pa.large_binary(), len(texts),
+                                     [None, pa.py_buffer(byte_offsets), pa.py_buffer(values.astype("<u8"))])
+    return pa.Array.from_buffers(pa.binary(), len(texts), [None, pa.py_buffer(byte_offsets.astype(np.int32)),
+                                                          pa.py_buffer(values.astype("<u8"))])
+
+
+@njit(cache=True)
+def _set_jaccard_kernel(a_offsets, a_values, b_offsets, b_values, out):
+    for d in range(out.shape[0]):
+        i, i_end = a_offsets[d], a_offsets[d + 1]
+        j, j_end = b_offsets[d], b_offsets[d + 1]
+        common = 0
+        while i < i_end and j < j_end:  # merge of two sorted sets
+            if a_values[i] == b_values[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif a_values[i] < b_values[j]:
+                i += 1
+            else:
+                j += 1
+        union = (a_offsets[d + 1] - a_offsets[d]) + (b_offsets[d + 1] - b_offsets[d]) - common
+        out[d] = common / union if union else 0.0
+
+
+def _set_buffers(sets: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, values)``, in uint64 units, of a binary array from :func:`shingle_sets`."""
+    if isinstance(sets, pa.ChunkedArray):
+        sets = sets.combine_chunks()
+    if sets.null_count:
+        raise ValueError("shingle sets hold nulls")
+    _, offsets_buf, data_buf = sets.buffers()
+    off_dtype = np.int64 if pa.types.is_large_binary(sets.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=off_dtype)[sets.offset:sets.offset + len(sets) + 1].astype(np.int64)
+    if np.any(offsets % 8):
+        raise ValueError("shingle sets must be whole 8-byte hashes")
+    values = np.frombuffer(data_buf, dtype="<u8") if data_buf is not None else np.zeros(0, np.uint64)
+    return offsets // 8, values.astype(np.uint64, copy=False)
+
+
+def set_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Exact Jaccard similarity of the sets ``left[i]`` and ``right[i]`` from :func:`shingle_sets`
+    (0.0 when both are empty: an empty document is similar to nothing)."""
     if len(left) != len(right):
         raise ValueError("left and right must have the same length")
     out = np.empty(len(left), dtype=np.float64)
-    if not _jaccard_kernel(string_buffers(left), string_buffers(right), TABLES, True, ngram, char_ngrams, out):
-        _jaccard_kernel(string_buffers(lowercase(left)), string_buffers(lowercase(right)), TABLES, False,
-                        ngram, char_ngrams, out)
+    _set_jaccard_kernel(*_set_buffers(left), *_set_buffers(right), out)
     return out
+

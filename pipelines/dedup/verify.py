@@ -15,9 +15,9 @@ threshold ``t``:
 * estimate ``>= t + k·se``: an edge (a pair of true ``J < t`` gets there with chance below
   the one-sided normal tail at ``k`` standard errors, 3e-5 at the default ``k = 4``);
 * estimate ``<= t - k·se``: no edge;
-* in between: the **exact** Jaccard of the two shingle sets, recomputed from the two texts
-  by the signature kernel itself (``udfs.minhash.exact_jaccard``), decides. Only documents
-  of such uncertain pairs are looked up again; no other text moves.
+* in between: the **exact** Jaccard of the two shingle sets, recomputed from the texts by
+  the signature kernel itself (``udfs.minhash.shingle_sets``), decides. Only documents of
+  such uncertain pairs are read again, each is shingled once, and no other text moves.
 
 ``--verify estimate`` keeps the estimate alone; ``--verify off`` keeps every candidate.
 """
@@ -35,10 +35,10 @@ from pyspark.sql import functions as F
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
 from pipelines.dedup.skew import filter_ids
-from schemas.tables import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
+from schemas.tables import DOC_ID, EXACT_SCORED_EDGES, SHINGLE_SETS, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.lsh import signature_agreement
-from udfs.minhash import exact_jaccard
+from udfs.minhash import set_jaccard, shingle_sets
 
 
 def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataFrame:
@@ -71,23 +71,31 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
                  broadcast_limit: int) -> DataFrame:
     """``EXACT_SCORED_EDGES``: each ``(src, dst, similarity=estimate)`` with its exact Jaccard.
 
-    Only the texts of documents in ``pairs`` are read (a semi-join on their ids); each pair
-    brings its two texts together and the kernel shingles both and intersects the sets.
+    Only the texts of documents in ``pairs`` are read (a semi-join on their ids), each is
+    shingled once into its sorted set of shingle hashes, and each pair then costs one merge
+    of two sorted arrays.
     """
     ids = (pairs.select(F.col("src").alias(DOC_ID)).unionByName(pairs.select(F.col("dst").alias(DOC_ID)))
            .distinct())
-    # Hash joins, not sort-merge: sorting rows that carry whole texts costs twice the join.
-    texts = filter_ids(documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text")), ids,
-                       broadcast_limit, keep=True).hint("shuffle_hash")
-    joined = (pairs.join(texts.withColumnsRenamed({DOC_ID: "src", "text": "src_text"}), "src")
-              .join(texts.withColumnsRenamed({DOC_ID: "dst", "text": "dst_text"}), "dst")
-              .select("src", "dst", "similarity", "src_text", "dst_text"))
+    texts = filter_ids(documents.select(DOC_ID, F.col(f"`{text_column}`")), ids, broadcast_limit, keep=True)
     ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
+
+    def to_sets(batches):
+        for batch in batches:
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(0), shingle_sets(batch.column(1), ngram=ngram, char_ngrams=char_ngrams)],
+                names=SHINGLE_SETS.fieldNames())
+
+    # Hash joins, not sort-merge: sorting rows that carry whole sets costs twice the join.
+    sets = texts.mapInArrow(to_sets, SHINGLE_SETS).hint("shuffle_hash")
+    joined = (pairs.join(sets.withColumnsRenamed({DOC_ID: "src", "shingles": "src_set"}), "src")
+              .join(sets.withColumnsRenamed({DOC_ID: "dst", "shingles": "dst_set"}), "dst")
+              .select("src", "dst", "similarity", "src_set", "dst_set"))
     names = EXACT_SCORED_EDGES.fieldNames()
 
     def score(batches):
         for batch in batches:
-            exact = exact_jaccard(batch.column(3), batch.column(4), ngram=ngram, char_ngrams=char_ngrams)
+            exact = set_jaccard(batch.column(3), batch.column(4))
             yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(exact), batch.column(2)],
                                              names=names)
 
