@@ -49,11 +49,12 @@ def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None
 
 
 def pick_attn_implementation(requested: str | None, device: torch.device) -> str:
-    """flash_attention_2 (variable-length, packed) on CUDA when flash-attn is installed, else SDPA."""
+    """On CUDA flash_attention_2 (variable-length) when flash-attn is installed, else flex_attention
+    (block-sparse document mask); SDPA with the dense mask elsewhere (flex on CPU compiles slowly)."""
     if requested:
         return requested
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
+    if device.type == "cuda":
+        return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "flex_attention"
     return "sdpa"
 
 

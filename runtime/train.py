@@ -238,7 +238,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             sync = ddp is None or i == len(micro) - 1
             context = contextlib.nullcontext() if sync else forward.no_sync()
             with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits
+                # flash implementations take the batch flattened to (1, B*L): back to (B, L, vocab)
+                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits.reshape(
+                    *batch["input_ids"].shape, -1)
                 loss_sum = torch.nn.functional.cross_entropy(
                     objective.predictions(logits).flatten(0, 1).float(), objective.targets(batch).flatten(),
                     ignore_index=IGNORE_INDEX, reduction="sum")
