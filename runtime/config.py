@@ -71,11 +71,12 @@ OBJECTIVES = ("clm", "mlm")
 class TrainConfig:
     manifest: str
     model_config: str  # config.json, or a local model directory (its weights are loaded if present)
-    output: str  # checkpoint directory (save_pretrained layout + tokenizer + trainer_state.pt)
+    output: str  # local path or URI; holds checkpoint-<step>/ directories (runtime.checkpoints)
     steps: int  # optimizer steps; also the length of the cosine schedule
     grad_accum: int = 1
     seed: int = 0
     save_every: int = 0  # 0: save only at the end (and on SIGTERM)
+    keep_last: int = 0  # complete checkpoints kept (the newest); 0 keeps all
     stop_after: int | None = None  # exit (after saving) at this step, e.g. for time-sliced jobs
     resume: bool = True  # continue from OUTPUT when it holds a trainer state
     log_every: int = 10
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}")
         if self.stop_after is not None and not 0 < self.stop_after <= self.steps:
             raise ValueError("--stop-after must be in [1, --steps]")
+        if self.keep_last < 0:
+            raise ValueError("--keep-last must be >= 0 (0 keeps every checkpoint)")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, 
                           PreTrainedTokenizerFast)
 from tokenizers import Tokenizer, processors
 
+from pipelines.io import uri
 from runtime.config import GenerateConfig
 from runtime.data.shards import PackedManifest
 
@@ -29,7 +30,7 @@ def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None
     tokenizer frames text as the pack job framed documents, ``[CLS] a [SEP]`` (pairs:
     ``[CLS] a [SEP] b [SEP]``, token types 0/1), so pipelines see what training saw.
     """
-    raw = Tokenizer.from_file(manifest.tokenizer_path)
+    raw = Tokenizer.from_str(uri.read_bytes(manifest.tokenizer_path).decode("utf-8"))
     specials = {"eos_token": raw.id_to_token(manifest.eos_id), "pad_token": raw.id_to_token(manifest.pad_id)}
     if manifest.bos_id is not None:
         specials["bos_token"] = raw.id_to_token(manifest.bos_id)

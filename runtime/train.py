@@ -3,22 +3,22 @@ runtime.train --manifest M --model-config C --steps N --output CKPT_DIR`` (``tor
 --nproc-per-node K -m runtime.train ...`` for DDP). What differs between objectives lives in
 ``runtime.objectives``.
 
-A checkpoint directory is a ``save_pretrained`` model plus tokenizer (so
-``AutoModelForCausalLM.from_pretrained(CKPT_DIR)``, or ``AutoModelForMaskedLM`` for ``mlm``,
-works) and ``trainer_state.pt`` holding the optimizer, scheduler, step and loader state,
-with one RNG file per rank. Checkpoints are
-written beside the target and renamed into place, so a run killed mid-save leaves the
-previous checkpoint intact. Re-running the same command resumes; on CPU the resumed run
-reproduces the uninterrupted run's losses exactly.
+Checkpoints go to ``OUTPUT/checkpoint-<step>/`` (``runtime.checkpoints``): a
+``save_pretrained`` model plus tokenizer (so ``AutoModelForCausalLM.from_pretrained``, or
+``AutoModelForMaskedLM`` for ``mlm``, loads it), ``trainer_state.pt`` holding the optimizer,
+scheduler, step and loader state, one RNG file per rank, and a ``COMPLETE`` marker written
+last. ``--keep-last N`` keeps the newest N. OUTPUT, the manifest and ``--model-config`` may be
+bucket URIs. Re-running the same command resumes from the newest complete checkpoint; on CPU
+the resumed run reproduces the uninterrupted run's losses exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -31,13 +31,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipelines.io import uri
+from runtime import checkpoints
+from runtime.checkpoints import STATE_FILE
 from runtime.cli import parse_config
 from runtime.config import OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
 from runtime.model import build_model, load_tokenizer
 from runtime.objectives import OBJECTIVES
-
-STATE_FILE = "trainer_state.pt"
 
 # Dense bf16 peak of common accelerators (TFLOP/s), matched against the device name in order.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),
@@ -106,7 +107,10 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Ad
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors, numbers and tuples (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -114,7 +118,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -142,15 +147,29 @@ def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS if key in name), None)
 
 
-def save_checkpoint(path: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
+def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
                     step: int, cfg: TrainConfig, env: Distributed) -> None:
-    """Write into ``path.tmp`` then swap it into place (every rank writes its RNG file)."""
-    staging, old = path + ".tmp", path + ".old"
-    if env.main:
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(os.path.join(staging, "rng"))
-    env.barrier()
-    torch.save(_rng_state(), os.path.join(staging, "rng", f"rank-{env.rank:05d}.pt"))
+    """Stage ``checkpoint-<step>`` and publish it complete (``runtime.checkpoints``); every rank saves its RNG.
+
+    On a bucket each rank uploads its RNG file straight to the final directory (ranks on other
+    hosts share no local disk); the marker the main rank writes after the barrier completes it.
+    """
+    remote = uri.is_remote(output)
+    staging = checkpoints.staging_dir(output, step) if env.main else None
+    if env.main and remote:
+        uri.delete_dir(checkpoints.step_dir(output, step))  # an interrupted earlier save of this step
+    if env.world_size > 1:
+        shared = [staging]
+        dist.broadcast_object_list(shared, src=0)
+        staging = shared[0]
+    rng = f"rank-{env.rank:05d}.pt"
+    if remote:
+        buffer = io.BytesIO()
+        torch.save(_rng_state(), buffer)
+        uri.write_bytes(uri.join(checkpoints.step_dir(output, step), "rng", rng), buffer.getvalue())
+    else:
+        os.makedirs(os.path.join(staging, "rng"), exist_ok=True)
+        torch.save(_rng_state(), os.path.join(staging, "rng", rng))
     env.barrier()
     if env.main:
         model.save_pretrained(staging)
@@ -158,11 +177,8 @@ def save_checkpoint(path: str, model, tokenizer, optimizer, scheduler, loader: P
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)},
                    os.path.join(staging, STATE_FILE))
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(path):
-            os.rename(path, old)
-        os.rename(staging, path)
-        shutil.rmtree(old, ignore_errors=True)
+        checkpoints.publish(staging, output, step)
+        checkpoints.prune(output, cfg.keep_last)
     env.barrier()
 
 
@@ -180,12 +196,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     kind = OBJECTIVES[cfg.objective]
     attn = kind.attn_implementation(cfg.attn_implementation, env.device)
     overrides = kind.config_overrides(manifest)
-    resume = cfg.resume and os.path.exists(os.path.join(cfg.output, STATE_FILE))
+    resume = checkpoints.latest_checkpoint(cfg.output) if cfg.resume else None
     _seed_everything(cfg.seed)  # same initial weights on every rank
     if resume:
-        model = kind.auto_class.from_pretrained(cfg.output, dtype=torch.float32, attn_implementation=attn)
+        state = checkpoints.safe_load(uri.join(resume, STATE_FILE))  # refused before anything else is read
+        model = kind.auto_class.from_pretrained(checkpoints.local_copy(resume), dtype=torch.float32,
+                                                attn_implementation=attn)
     else:
-        model = build_model(cfg.model_config, manifest, attn, kind.auto_class, overrides)
+        model = build_model(checkpoints.local_copy(cfg.model_config), manifest, attn, kind.auto_class, overrides)
     model.to(env.device)
     tokenizer = load_tokenizer(manifest, kind.model_input_names(model))
     objective = kind(model, tokenizer, manifest, cfg.masking)
@@ -195,14 +213,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
     step = 0
     if resume:
-        state = torch.load(os.path.join(cfg.output, STATE_FILE), weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         loader.load_state_dict(state["loader"])
         step = state["step"]
-        rng = os.path.join(cfg.output, "rng", f"rank-{env.rank:05d}.pt")
-        if os.path.exists(rng):  # absent when the world size grew
-            _set_rng_state(torch.load(rng, weights_only=False))
+        rng = uri.join(resume, "rng", f"rank-{env.rank:05d}.pt")
+        if uri.exists(rng):  # absent when the world size grew
+            _set_rng_state(checkpoints.safe_load(rng))
     else:
         _seed_everything(cfg.seed + env.rank)  # per-rank dropout streams
     ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
@@ -294,8 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(TrainConfig, argv, "Train a causal LM (--objective clm) or an encoder (mlm) on packed shards.")
     try:
         result = train(cfg)
-    except ValueError as err:  # a manifest, config or flag that cannot work together: one line, exit 2
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # a missing or invalid manifest, config or checkpoint: one line, exit 2
+        print(f"error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+              file=sys.stderr)
         raise SystemExit(2) from None
     if os.environ.get("RANK", "0") == "0" and result.losses:
         summary = f"done: {len(result.losses)} steps, last loss {result.losses[-1]:.4f}"

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from runtime import generate as gen_cli
+from runtime.checkpoints import latest_checkpoint
 from runtime.config import GenerateConfig, LoaderConfig, OptimConfig, TrainConfig
 from runtime.model import load_for_inference, plan_device_map
 from runtime.train import train
@@ -20,7 +21,7 @@ def checkpoint(packed_dir, tiny_model_config, tmp_path_factory) -> str:
     # two small steps: a real checkpoint whose near-random weights keep greedy and beam outputs apart
     train(TrainConfig(manifest=packed_dir, model_config=tiny_model_config, output=out, steps=2, progress=False,
                       loader=LoaderConfig(batch_size=4), optim=OptimConfig(lr=1e-4, warmup_steps=1)))
-    return out
+    return latest_checkpoint(out)
 
 
 def _cli(capsys, checkpoint, *flags) -> list[str]:
