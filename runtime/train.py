@@ -37,7 +37,7 @@ from runtime.checkpoints import STATE_FILE
 from runtime.cli import parse_config
 from runtime.config import OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
-from runtime.model import build_model, load_tokenizer
+from runtime.model import build_model, load_tokenizer, resolve_device
 from runtime.objectives import OBJECTIVES
 
 # Dense bf16 peak of common accelerators (TFLOP/s), matched against the device name in order.
@@ -50,6 +50,7 @@ class TrainResult:
     losses: list[float]  # one per step run by this call
     tokens_per_second: float | None  # all ranks, padding included, excluding this call's first step
     mfu: float | None  # fraction of the GPUs' dense bf16 peak; None on CPU
+    xla_compilations: list[int] | None = None  # on XLA: graphs compiled so far, after each step
 
 
 @dataclass
@@ -75,12 +76,13 @@ class Distributed:
         return bool(t.item())
 
 
-def _init_distributed() -> Distributed:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
+def _init_distributed(device_name: str) -> Distributed:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU. XLA runs one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if device_name == "xla" and world > 1:
+        raise ValueError("--device xla trains in one process (one XLA device); multi-chip XLA is not wired up")
+    device = resolve_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -147,6 +149,25 @@ def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS if key in name), None)
 
 
+def _to_cpu(tree):
+    """Tensors of a (nested) state dict moved to the CPU: XLA tensors cannot be pickled or saved as they are."""
+    return torch.utils._pytree.tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) else t, tree)
+
+
+def _xla_sync() -> None:
+    """Cut the traced step here: one XLA graph per optimizer step, compiled once and then reused."""
+    import torch_xla
+
+    torch_xla.sync()
+
+
+def _xla_compilations() -> int:
+    import torch_xla.debug.metrics as met
+
+    data = met.metric_data("CompileTime")
+    return int(data[0]) if data else 0
+
+
 def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
                     step: int, cfg: TrainConfig, env: Distributed) -> None:
     """Stage ``checkpoint-<step>`` and publish it complete (``runtime.checkpoints``); every rank saves its RNG.
@@ -172,26 +193,27 @@ def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader:
         torch.save(_rng_state(), os.path.join(staging, "rng", rng))
     env.barrier()
     if env.main:
-        model.save_pretrained(staging)
+        xla = env.device.type == "xla"  # saved from CPU copies; from_pretrained loads them anywhere
+        model.save_pretrained(staging, state_dict=_to_cpu(model.state_dict()) if xla else None)
         tokenizer.save_pretrained(staging)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)},
+        torch.save(_to_cpu({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)}),
                    os.path.join(staging, STATE_FILE))
         checkpoints.publish(staging, output, step)
         checkpoints.prune(output, cfg.keep_last)
     env.barrier()
 
 
-def _micro_batches(loader: PackedLoader, count: int, device: torch.device, prepare):
-    """``count`` batches per step, each ``prepare``d by the objective on the CPU, then moved to ``device``."""
+def _micro_batches(loader: PackedLoader, count: int, prepare):
+    """``count`` batches per step, each ``prepare``d by the objective on the CPU (moved to the device later)."""
     it = iter(loader)
     while True:
-        yield [{k: v.to(device, non_blocking=True) for k, v in prepare(next(it)).items()} for _ in range(count)]
+        yield [prepare(next(it)) for _ in range(count)]
 
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
-    env = _init_distributed()
+    env = _init_distributed(cfg.device)
     manifest = PackedManifest.load(cfg.manifest)
     kind = OBJECTIVES[cfg.objective]
     attn = kind.attn_implementation(cfg.attn_implementation, env.device)
@@ -225,6 +247,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
         if env.world_size > 1 else None
     forward = ddp or model
+    xla = env.device.type == "xla"
     bf16 = env.device.type == "cuda" and cfg.bf16
     compute_dtype = torch.bfloat16 if bf16 else torch.float32
     peak = peak_flops(cfg, env.device)
@@ -238,19 +261,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
                file=sys.stderr)
     losses: list[float] = []
-    batches = _micro_batches(loader, cfg.grad_accum, env.device, objective.prepare)
+    batches = _micro_batches(loader, cfg.grad_accum, objective.prepare)
+    # the loss is summed in float64 where the device has it; XLA (TPU) accumulates in float32
+    sum_dtype = torch.float32 if xla else torch.float64
+    compilations: list[int] | None = [] if xla else None
     model.train()
     window_tokens, window_start = 0, time.perf_counter()
     measured_tokens, measured_seconds = 0, 0.0
     while step < stop_at:
         step_start = time.perf_counter()
         micro = next(batches)
+        # counted on the CPU: no device-to-host read inside the step (on XLA it would cut the graph)
         targets = torch.tensor(sum(int((objective.targets(b) != IGNORE_INDEX).sum()) for b in micro),
-                               device=env.device, dtype=torch.float64)
+                               dtype=sum_dtype).to(env.device)
+        micro = [{k: v.to(env.device, non_blocking=True) for k, v in b.items()} for b in micro]
         if env.world_size > 1:
             dist.all_reduce(targets)
         targets = targets.clamp_min(1)  # a step of padding only must not divide by zero
-        total_loss = torch.zeros((), device=env.device, dtype=torch.float64)
+        total_loss = torch.zeros((), device=env.device, dtype=sum_dtype)
         for i, batch in enumerate(micro):
             sync = ddp is None or i == len(micro) - 1
             context = contextlib.nullcontext() if sync else forward.no_sync()
@@ -269,6 +297,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if xla:
+            _xla_sync()
+            compilations.append(_xla_compilations())
         if env.world_size > 1:
             dist.all_reduce(total_loss)
         loss = float(total_loss / targets)
@@ -304,7 +335,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         dist.destroy_process_group()
     tps = measured_tokens / measured_seconds if measured_seconds else None
     mfu = tps * fpt / (peak * env.world_size) if tps and peak else None
-    return TrainResult(losses, tps, mfu)
+    return TrainResult(losses, tps, mfu, compilations)
 
 
 def main(argv: list[str] | None = None) -> None:
