@@ -43,7 +43,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
     if seed is not None:
         set_seed(seed)
-    with torch.inference_mode():
+    # XLA tensors cannot be inference tensors (no version counter): plain no_grad there
+    with torch.no_grad() if model.device.type == "xla" else torch.inference_mode():
         out = model.generate(**inputs, generation_config=gen)
     return tokenizer.batch_decode(out, skip_special_tokens=True)
 

@@ -227,6 +227,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     else:
         model = build_model(checkpoints.local_copy(cfg.model_config), manifest, attn, kind.auto_class, overrides)
     model.to(env.device)
+    if env.device.type == "xla":  # moving to XLA makes new Parameters: re-tie input and output embeddings
+        model.tie_weights()
     tokenizer = load_tokenizer(manifest, kind.model_input_names(model))
     objective = kind(model, tokenizer, manifest, cfg.masking)
     loader = PackedLoader(manifest, cfg.loader, rank=env.rank, world_size=env.world_size,

@@ -32,7 +32,7 @@ import torch_xla.backends  # noqa: E402
 torch_xla.device()
 torch_xla.backends.set_mat_mul_precision("highest")  # float32 matmuls, as on the CPU (TPUs default to bf16 passes)
 STEPS = 4
-TOLERANCE = 1e-4  # per-step loss, absolute: float32 on both, XLA's CPU kernels fuse and reorder sums
+TOLERANCE = 1e-5  # per-step loss, absolute: float32 on both (measured: <= 8e-7), XLA fuses and reorders sums
 
 
 def _cfg(packed_dir, model_config, output, device) -> TrainConfig:
@@ -52,7 +52,6 @@ def runs(packed_dir, tiny_model_config, tmp_path_factory):
 def test_xla_steps_match_the_cpu_loop(runs):
     cpu, xla, _, _ = runs
     assert len(xla.losses) == STEPS
-    print({"cpu": cpu.losses, "xla": xla.losses})
     torch.testing.assert_close(torch.tensor(xla.losses), torch.tensor(cpu.losses), atol=TOLERANCE, rtol=0)
 
 
