@@ -65,21 +65,24 @@ class MaskingConfig:
 
 
 OBJECTIVES = ("clm", "mlm")
+DEVICES = ("auto", "cpu", "cuda", "xla")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     manifest: str
     model_config: str  # config.json, or a local model directory (its weights are loaded if present)
-    output: str  # checkpoint directory (save_pretrained layout + tokenizer + trainer_state.pt)
+    output: str  # local path or URI; holds checkpoint-<step>/ directories (runtime.checkpoints)
     steps: int  # optimizer steps; also the length of the cosine schedule
     grad_accum: int = 1
     seed: int = 0
     save_every: int = 0  # 0: save only at the end (and on SIGTERM)
+    keep_last: int = 0  # complete checkpoints kept (the newest); 0 keeps all
     stop_after: int | None = None  # exit (after saving) at this step, e.g. for time-sliced jobs
     resume: bool = True  # continue from OUTPUT when it holds a trainer state
     log_every: int = 10
-    attn_implementation: str | None = None  # None: flash_attention_2 on CUDA when installed, else sdpa
+    device: str = "auto"  # auto (CUDA when visible, else CPU) | cpu | cuda | xla (PyTorch/XLA: TPU, PJRT_DEVICE=CPU)
+    attn_implementation: str | None = None  # None: CUDA flash_attention_2 if installed, else flex; sdpa elsewhere
     bf16: bool = True  # bf16 autocast; only applied on CUDA (CPU training is always float32)
     peak_tflops: float | None = None  # accelerator peak for MFU; None: looked up from the GPU name
     progress: bool = True
@@ -97,6 +100,10 @@ class TrainConfig:
             raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}")
         if self.stop_after is not None and not 0 < self.stop_after <= self.steps:
             raise ValueError("--stop-after must be in [1, --steps]")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.keep_last < 0:
+            raise ValueError("--keep-last must be >= 0 (0 keeps every checkpoint)")
 
 
 @dataclass(frozen=True)
@@ -116,16 +123,22 @@ class GenerateConfig:
     load_in_8bit: bool = False  # bitsandbytes, CUDA only
     load_in_4bit: bool = False  # bitsandbytes NF4, CUDA only
     cpu_int8: bool = False  # torch dynamic int8 quantization of the Linear layers, CPU only
-    device_map: str | None = None  # auto | balanced | sequential (accelerate's planner)
+    device_map: str | None = None  # auto | balanced | sequential: from_pretrained(device_map=...) plans it
     max_memory: str | None = None  # e.g. "0=20GiB,1=20GiB,cpu=64GiB"
+    offload_folder: str | None = None  # where layers that fit neither GPUs nor --max-memory's cpu go
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU; or float32 | bfloat16 | float16
     print_device_map: bool = False
+    device: str = "auto"  # auto | cpu | cuda | xla (greedy/sampling on an XLA device; no device map there)
 
     def __post_init__(self) -> None:
         if sum((self.load_in_8bit, self.load_in_4bit, self.cpu_int8)) > 1:
             raise ValueError("choose at most one of --load-in-8bit, --load-in-4bit, --cpu-int8")
         if self.device_map not in (None, "auto", "balanced", "sequential"):
             raise ValueError("--device-map must be auto, balanced or sequential")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.device == "xla" and (self.device_map or self.load_in_8bit or self.load_in_4bit or self.cpu_int8):
+            raise ValueError("--device xla runs the whole model on the XLA device: drop --device-map and quantization")
         if self.max_new_tokens < 1 or self.num_beams < 1:
             raise ValueError("--max-new-tokens and --num-beams must be >= 1")
 

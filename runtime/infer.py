@@ -25,6 +25,7 @@ than letting transformers initialise a random head.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForNextSent
                           AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer,
                           PreTrainedModel, PreTrainedTokenizerBase, pipeline)
 
+from runtime.checkpoints import local_copy, resolve_model_dir
 from runtime.cli import parse_config
 from runtime.config import InferConfig
 from runtime.objectives import position_offset
@@ -199,7 +201,8 @@ def _plain(value):
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(InferConfig, argv, "Run an encoder task (fill-mask, next-sentence, question-answering, "
                                           "text-classification) from a checkpoint on JSON lines.")
-    try:
+    try:  # a training output means its newest complete checkpoint; a bucket URI is fetched first
+        cfg = dataclasses.replace(cfg, checkpoint=local_copy(resolve_model_dir(cfg.checkpoint)))
         results = infer(cfg)
         with open(cfg.output, "w", encoding="utf-8") if cfg.output else contextlib.nullcontext(sys.stdout) as out:
             for result in results:

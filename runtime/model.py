@@ -1,8 +1,8 @@
 """Building, loading, placing and quantizing ``transformers`` models (causal LMs; encoders for MLM).
 
 Everything goes through ``transformers``' Auto classes so any causal-LM architecture works;
-device maps come from accelerate's planner, 4/8-bit loading from bitsandbytes (CUDA only),
-and the CPU int8 path from ``torch.ao.quantization.quantize_dynamic``.
+device maps from ``from_pretrained(device_map=..., max_memory=...)`` (accelerate underneath),
+4/8-bit loading from bitsandbytes (CUDA only), and the CPU int8 path from torchao.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, 
                           PreTrainedTokenizerFast)
 from tokenizers import Tokenizer, processors
 
+from pipelines.io import uri
 from runtime.config import GenerateConfig
 from runtime.data.shards import PackedManifest
 
@@ -29,7 +30,7 @@ def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None
     tokenizer frames text as the pack job framed documents, ``[CLS] a [SEP]`` (pairs:
     ``[CLS] a [SEP] b [SEP]``, token types 0/1), so pipelines see what training saw.
     """
-    raw = Tokenizer.from_file(manifest.tokenizer_path)
+    raw = Tokenizer.from_str(uri.read_bytes(manifest.tokenizer_path).decode("utf-8"))
     specials = {"eos_token": raw.id_to_token(manifest.eos_id), "pad_token": raw.id_to_token(manifest.pad_id)}
     if manifest.bos_id is not None:
         specials["bos_token"] = raw.id_to_token(manifest.bos_id)
@@ -48,12 +49,29 @@ def load_tokenizer(manifest: PackedManifest, model_input_names: list[str] | None
     return PreTrainedTokenizerFast(tokenizer_object=raw, **specials)
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device``: auto is CUDA when visible, else CPU; xla is PyTorch/XLA's device (TPU, or PJRT_DEVICE=CPU)."""
+    if name == "xla":
+        if importlib.util.find_spec("torch_xla") is None:
+            raise ValueError("--device xla needs torch-xla in this environment: scripts/setup.sh --xla "
+                             "(a separate .venv-xla; torch-xla pins its own torch)")
+        import torch_xla
+
+        return torch_xla.device()
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is visible")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
 def pick_attn_implementation(requested: str | None, device: torch.device) -> str:
-    """flash_attention_2 (variable-length, packed) on CUDA when flash-attn is installed, else SDPA."""
+    """On CUDA flash_attention_2 (variable-length) when flash-attn is installed, else flex_attention
+    (block-sparse document mask); SDPA with the dense mask elsewhere (flex on CPU compiles slowly)."""
     if requested:
         return requested
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
+    if device.type == "cuda":
+        return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "flex_attention"
     return "sdpa"
 
 
@@ -103,28 +121,6 @@ def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
     return out
 
 
-def plan_device_map(checkpoint: str, strategy: str, max_memory: dict[int | str, str] | None,
-                    dtype: torch.dtype) -> dict[str, int | str]:
-    """accelerate's placement of the checkpoint's modules for ``auto|balanced|sequential``.
-
-    ``auto`` and ``balanced`` spread layers evenly over the GPUs (``get_balanced_memory``);
-    ``sequential`` fills GPU 0 first. Whatever does not fit goes to ``cpu``, then ``disk``.
-    """
-    from accelerate import infer_auto_device_map, init_empty_weights
-    from accelerate.utils import get_balanced_memory, get_max_memory
-
-    config = AutoConfig.from_pretrained(checkpoint)
-    with init_empty_weights():
-        empty = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    empty.tie_weights()
-    no_split = list(getattr(empty, "_no_split_modules", None) or [])
-    budget = get_max_memory(max_memory)
-    if strategy in ("auto", "balanced"):
-        budget = get_balanced_memory(empty, max_memory=budget, no_split_module_classes=no_split,
-                                     dtype=dtype, low_zero=False)
-    return infer_auto_device_map(empty, max_memory=budget, no_split_module_classes=no_split, dtype=dtype)
-
-
 def _require_bitsandbytes(flag: str) -> None:
     if not torch.cuda.is_available():
         raise RuntimeError(f"{flag} needs a CUDA GPU (bitsandbytes kernels); none is visible. "
@@ -142,8 +138,14 @@ def resolve_dtype(name: str, cuda: bool) -> torch.dtype:
 
 
 def quantize_cpu_int8(model: PreTrainedModel) -> PreTrainedModel:
-    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized per batch)."""
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    """Dynamic int8 quantization of every Linear layer (int8 weights, activations quantized per token) by
+    torchao, which replaces torch's deprecated ``torch.ao.quantization.quantize_dynamic``."""
+    if importlib.util.find_spec("torchao") is None:
+        raise RuntimeError("--cpu-int8 needs torchao: pip install 'torchao>=0.12' (in the runtime extra)")
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    return model
 
 
 def load_for_inference(cfg: GenerateConfig) -> PreTrainedModel:
@@ -153,7 +155,11 @@ def load_for_inference(cfg: GenerateConfig) -> PreTrainedModel:
             raise ValueError("--cpu-int8 keeps the whole model on the CPU; drop --device-map")
         model = AutoModelForCausalLM.from_pretrained(cfg.checkpoint, dtype=torch.float32).eval()
         return quantize_cpu_int8(model)
-    cuda = torch.cuda.is_available()
+    device = resolve_device(cfg.device)
+    if device.type == "xla":
+        model = AutoModelForCausalLM.from_pretrained(cfg.checkpoint, dtype=resolve_dtype(cfg.dtype, False))
+        return model.to(device).eval()
+    cuda = device.type == "cuda"
     dtype = resolve_dtype(cfg.dtype, cuda)
     kwargs: dict = {"dtype": dtype}
     bnb = cfg.load_in_8bit or cfg.load_in_4bit
@@ -162,10 +168,9 @@ def load_for_inference(cfg: GenerateConfig) -> PreTrainedModel:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_8bit=cfg.load_in_8bit, load_in_4bit=cfg.load_in_4bit,
             bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
-    if cfg.device_map:
-        plan_dtype = torch.int8 if bnb else dtype  # bitsandbytes weights take ~1 byte (8-bit) or less
-        kwargs["device_map"] = plan_device_map(cfg.checkpoint, cfg.device_map,
-                                               parse_max_memory(cfg.max_memory), plan_dtype)
+    if cfg.device_map:  # transformers plans it (accelerate), knowing the quantized weight sizes
+        kwargs.update(device_map=cfg.device_map, max_memory=parse_max_memory(cfg.max_memory),
+                      offload_folder=cfg.offload_folder)
     elif bnb:
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(cfg.checkpoint, **kwargs).eval()

@@ -20,7 +20,7 @@ import inspect
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
-from runtime.attention import VARLEN_IMPLEMENTATIONS, encoder_model_inputs, packed_model_inputs
+from runtime.attention import FLEX, encoder_model_inputs, packed_model_inputs, uses_varlen
 from runtime.config import MaskingConfig
 from runtime.data import PackedManifest
 from runtime.model import pick_attn_implementation
@@ -56,7 +56,7 @@ class CausalLM:
         return batch["labels"][:, 1:]
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits[:, :-1]
+        return logits[:, :-1]  # (B, L, V): flash implementations' flattened logits are reshaped by the caller
 
 
 def position_offset(model) -> int:
@@ -76,7 +76,7 @@ class MaskedLM:
     def attn_implementation(requested: str | None, device: torch.device) -> str:
         """SDPA unless eager is asked for: the document mask is what keeps documents apart."""
         attn = requested or "sdpa"
-        if attn in VARLEN_IMPLEMENTATIONS:
+        if uses_varlen(attn) or attn == FLEX:
             raise ValueError(f"--objective mlm runs with --attn-implementation sdpa or eager (the block-diagonal "
                              f"document mask); {attn}'s packed path is not verified for encoders")
         return attn

@@ -3,22 +3,22 @@ runtime.train --manifest M --model-config C --steps N --output CKPT_DIR`` (``tor
 --nproc-per-node K -m runtime.train ...`` for DDP). What differs between objectives lives in
 ``runtime.objectives``.
 
-A checkpoint directory is a ``save_pretrained`` model plus tokenizer (so
-``AutoModelForCausalLM.from_pretrained(CKPT_DIR)``, or ``AutoModelForMaskedLM`` for ``mlm``,
-works) and ``trainer_state.pt`` holding the optimizer, scheduler, step and loader state,
-with one RNG file per rank. Checkpoints are
-written beside the target and renamed into place, so a run killed mid-save leaves the
-previous checkpoint intact. Re-running the same command resumes; on CPU the resumed run
-reproduces the uninterrupted run's losses exactly.
+Checkpoints go to ``OUTPUT/checkpoint-<step>/`` (``runtime.checkpoints``): a
+``save_pretrained`` model plus tokenizer (so ``AutoModelForCausalLM.from_pretrained``, or
+``AutoModelForMaskedLM`` for ``mlm``, loads it), ``trainer_state.pt`` holding the optimizer,
+scheduler, step and loader state, one RNG file per rank, and a ``COMPLETE`` marker written
+last. ``--keep-last N`` keeps the newest N. OUTPUT, the manifest and ``--model-config`` may be
+bucket URIs. Re-running the same command resumes from the newest complete checkpoint; on CPU
+the resumed run reproduces the uninterrupted run's losses exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -31,13 +31,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipelines.io import uri
+from runtime import checkpoints
+from runtime.checkpoints import STATE_FILE
 from runtime.cli import parse_config
 from runtime.config import OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
-from runtime.model import build_model, load_tokenizer
+from runtime.model import build_model, load_tokenizer, resolve_device
 from runtime.objectives import OBJECTIVES
-
-STATE_FILE = "trainer_state.pt"
 
 # Dense bf16 peak of common accelerators (TFLOP/s), matched against the device name in order.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),
@@ -49,6 +50,7 @@ class TrainResult:
     losses: list[float]  # one per step run by this call
     tokens_per_second: float | None  # all ranks, padding included, excluding this call's first step
     mfu: float | None  # fraction of the GPUs' dense bf16 peak; None on CPU
+    xla_compilations: list[int] | None = None  # on XLA: graphs compiled so far, after each step
 
 
 @dataclass
@@ -74,12 +76,13 @@ class Distributed:
         return bool(t.item())
 
 
-def _init_distributed() -> Distributed:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
+def _init_distributed(device_name: str) -> Distributed:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU. XLA runs one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if device_name == "xla" and world > 1:
+        raise ValueError("--device xla trains in one process (one XLA device); multi-chip XLA is not wired up")
+    device = resolve_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -106,7 +109,10 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Ad
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors, numbers and tuples (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -114,7 +120,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -142,51 +149,86 @@ def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS if key in name), None)
 
 
-def save_checkpoint(path: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
+def _to_cpu(tree):
+    """Tensors of a (nested) state dict moved to the CPU: XLA tensors cannot be pickled or saved as they are."""
+    return torch.utils._pytree.tree_map(lambda t: t.cpu() if isinstance(t, torch.Tensor) else t, tree)
+
+
+def _xla_sync() -> None:
+    """Cut the traced step here: one XLA graph per optimizer step, compiled once and then reused."""
+    import torch_xla
+
+    torch_xla.sync()
+
+
+def _xla_compilations() -> int:
+    import torch_xla.debug.metrics as met
+
+    data = met.metric_data("CompileTime")
+    return int(data[0]) if data else 0
+
+
+def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
                     step: int, cfg: TrainConfig, env: Distributed) -> None:
-    """Write into ``path.tmp`` then swap it into place (every rank writes its RNG file)."""
-    staging, old = path + ".tmp", path + ".old"
-    if env.main:
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(os.path.join(staging, "rng"))
+    """Stage ``checkpoint-<step>`` and publish it complete (``runtime.checkpoints``); every rank saves its RNG.
+
+    On a bucket each rank uploads its RNG file straight to the final directory (ranks on other
+    hosts share no local disk); the marker the main rank writes after the barrier completes it.
+    """
+    remote = uri.is_remote(output)
+    staging = checkpoints.staging_dir(output, step) if env.main else None
+    if env.main and remote:
+        uri.delete_dir(checkpoints.step_dir(output, step))  # an interrupted earlier save of this step
+    if env.world_size > 1:
+        shared = [staging]
+        dist.broadcast_object_list(shared, src=0)
+        staging = shared[0]
+    rng = f"rank-{env.rank:05d}.pt"
+    if remote:
+        buffer = io.BytesIO()
+        torch.save(_rng_state(), buffer)
+        uri.write_bytes(uri.join(checkpoints.step_dir(output, step), "rng", rng), buffer.getvalue())
+    else:
+        os.makedirs(os.path.join(staging, "rng"), exist_ok=True)
+        torch.save(_rng_state(), os.path.join(staging, "rng", rng))
     env.barrier()
-    torch.save(_rng_state(), os.path.join(staging, "rng", f"rank-{env.rank:05d}.pt"))
-    env.barrier()
     if env.main:
-        model.save_pretrained(staging)
+        xla = env.device.type == "xla"  # saved from CPU copies; from_pretrained loads them anywhere
+        model.save_pretrained(staging, state_dict=_to_cpu(model.state_dict()) if xla else None)
         tokenizer.save_pretrained(staging)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)},
+        torch.save(_to_cpu({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)}),
                    os.path.join(staging, STATE_FILE))
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(path):
-            os.rename(path, old)
-        os.rename(staging, path)
-        shutil.rmtree(old, ignore_errors=True)
+        checkpoints.publish(staging, output, step)
+        checkpoints.prune(output, cfg.keep_last)
     env.barrier()
 
 
-def _micro_batches(loader: PackedLoader, count: int, device: torch.device, prepare):
-    """``count`` batches per step, each ``prepare``d by the objective on the CPU, then moved to ``device``."""
+def _micro_batches(loader: PackedLoader, count: int, prepare):
+    """``count`` batches per step, each ``prepare``d by the objective on the CPU (moved to the device later)."""
     it = iter(loader)
     while True:
-        yield [{k: v.to(device, non_blocking=True) for k, v in prepare(next(it)).items()} for _ in range(count)]
+        yield [prepare(next(it)) for _ in range(count)]
 
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
-    env = _init_distributed()
+    env = _init_distributed(cfg.device)
     manifest = PackedManifest.load(cfg.manifest)
     kind = OBJECTIVES[cfg.objective]
     attn = kind.attn_implementation(cfg.attn_implementation, env.device)
     overrides = kind.config_overrides(manifest)
-    resume = cfg.resume and os.path.exists(os.path.join(cfg.output, STATE_FILE))
+    resume = checkpoints.latest_checkpoint(cfg.output) if cfg.resume else None
     _seed_everything(cfg.seed)  # same initial weights on every rank
     if resume:
-        model = kind.auto_class.from_pretrained(cfg.output, dtype=torch.float32, attn_implementation=attn)
+        state = checkpoints.safe_load(uri.join(resume, STATE_FILE))  # refused before anything else is read
+        model = kind.auto_class.from_pretrained(checkpoints.local_copy(resume), dtype=torch.float32,
+                                                attn_implementation=attn)
     else:
-        model = build_model(cfg.model_config, manifest, attn, kind.auto_class, overrides)
+        model = build_model(checkpoints.local_copy(cfg.model_config), manifest, attn, kind.auto_class, overrides)
     model.to(env.device)
+    if env.device.type == "xla":  # moving to XLA makes new Parameters: re-tie input and output embeddings
+        model.tie_weights()
     tokenizer = load_tokenizer(manifest, kind.model_input_names(model))
     objective = kind(model, tokenizer, manifest, cfg.masking)
     loader = PackedLoader(manifest, cfg.loader, rank=env.rank, world_size=env.world_size,
@@ -195,19 +237,19 @@ def train(cfg: TrainConfig) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
     step = 0
     if resume:
-        state = torch.load(os.path.join(cfg.output, STATE_FILE), weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         loader.load_state_dict(state["loader"])
         step = state["step"]
-        rng = os.path.join(cfg.output, "rng", f"rank-{env.rank:05d}.pt")
-        if os.path.exists(rng):  # absent when the world size grew
-            _set_rng_state(torch.load(rng, weights_only=False))
+        rng = uri.join(resume, "rng", f"rank-{env.rank:05d}.pt")
+        if uri.exists(rng):  # absent when the world size grew
+            _set_rng_state(checkpoints.safe_load(rng))
     else:
         _seed_everything(cfg.seed + env.rank)  # per-rank dropout streams
     ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
         if env.world_size > 1 else None
     forward = ddp or model
+    xla = env.device.type == "xla"
     bf16 = env.device.type == "cuda" and cfg.bf16
     compute_dtype = torch.bfloat16 if bf16 else torch.float32
     peak = peak_flops(cfg, env.device)
@@ -221,24 +263,31 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
                file=sys.stderr)
     losses: list[float] = []
-    batches = _micro_batches(loader, cfg.grad_accum, env.device, objective.prepare)
+    batches = _micro_batches(loader, cfg.grad_accum, objective.prepare)
+    # the loss is summed in float64 where the device has it; XLA (TPU) accumulates in float32
+    sum_dtype = torch.float32 if xla else torch.float64
+    compilations: list[int] | None = [] if xla else None
     model.train()
     window_tokens, window_start = 0, time.perf_counter()
     measured_tokens, measured_seconds = 0, 0.0
     while step < stop_at:
         step_start = time.perf_counter()
         micro = next(batches)
+        # counted on the CPU: no device-to-host read inside the step (on XLA it would cut the graph)
         targets = torch.tensor(sum(int((objective.targets(b) != IGNORE_INDEX).sum()) for b in micro),
-                               device=env.device, dtype=torch.float64)
+                               dtype=sum_dtype).to(env.device)
+        micro = [{k: v.to(env.device, non_blocking=True) for k, v in b.items()} for b in micro]
         if env.world_size > 1:
             dist.all_reduce(targets)
         targets = targets.clamp_min(1)  # a step of padding only must not divide by zero
-        total_loss = torch.zeros((), device=env.device, dtype=torch.float64)
+        total_loss = torch.zeros((), device=env.device, dtype=sum_dtype)
         for i, batch in enumerate(micro):
             sync = ddp is None or i == len(micro) - 1
             context = contextlib.nullcontext() if sync else forward.no_sync()
             with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits
+                # flash implementations take the batch flattened to (1, B*L): back to (B, L, vocab)
+                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits.reshape(
+                    *batch["input_ids"].shape, -1)
                 loss_sum = torch.nn.functional.cross_entropy(
                     objective.predictions(logits).flatten(0, 1).float(), objective.targets(batch).flatten(),
                     ignore_index=IGNORE_INDEX, reduction="sum")
@@ -250,6 +299,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if xla:
+            _xla_sync()
+            compilations.append(_xla_compilations())
         if env.world_size > 1:
             dist.all_reduce(total_loss)
         loss = float(total_loss / targets)
@@ -285,15 +337,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         dist.destroy_process_group()
     tps = measured_tokens / measured_seconds if measured_seconds else None
     mfu = tps * fpt / (peak * env.world_size) if tps and peak else None
-    return TrainResult(losses, tps, mfu)
+    return TrainResult(losses, tps, mfu, compilations)
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(TrainConfig, argv, "Train a causal LM (--objective clm) or an encoder (mlm) on packed shards.")
     try:
         result = train(cfg)
-    except ValueError as err:  # a manifest, config or flag that cannot work together: one line, exit 2
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # a missing or invalid manifest, config or checkpoint: one line, exit 2
+        print(f"error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+              file=sys.stderr)
         raise SystemExit(2) from None
     if os.environ.get("RANK", "0") == "0" and result.losses:
         summary = f"done: {len(result.losses)} steps, last loss {result.losses[-1]:.4f}"

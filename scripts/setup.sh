@@ -2,6 +2,8 @@
 # Set up a fresh checkout: check Java, create .venv and install the project with its test tools.
 #   scripts/setup.sh            core pipeline + test tools
 #   scripts/setup.sh --runtime  also the training/inference runtime (CPU build of torch)
+#   scripts/setup.sh --xla      a second environment, .venv-xla: the runtime on PyTorch/XLA (torch-xla
+#                               pins its own torch, so it never shares .venv); about 8 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,14 @@ if [[ -z "$java_major" || "$java_major" -lt 17 ]]; then
 fi
 
 python=${PYTHON:-python3}
+if [[ "${1:-}" == "--xla" ]]; then
+    [[ -x .venv-xla/bin/python ]] || "$python" -m venv .venv-xla
+    .venv-xla/bin/python -m pip install --quiet --upgrade pip
+    .venv-xla/bin/python -m pip install --quiet "torch-xla==2.9.0" "torch==2.9.*"
+    .venv-xla/bin/python -m pip install --quiet -e ".[dev,runtime]"
+    PJRT_DEVICE=CPU .venv-xla/bin/python -c 'import torch_xla; print("ready: torch_xla", torch_xla.__version__, torch_xla.device())'
+    exit 0
+fi
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from numba import njit
 
+from pipelines.io.uri import open_uri  # re-exported: the one file layer
+
 _MASK_DELTA = 0xA282EAD8
 _POLY = 0x82F63B78
 HEADER_BYTES = 12  # uint64 length + uint32 crc
@@ -350,17 +352,6 @@ def frame_record(data: bytes) -> bytes:
     length = len(data).to_bytes(8, "little")
     return (length + masked_crc32c(length).to_bytes(4, "little") + bytes(data)
             + masked_crc32c(data).to_bytes(4, "little"))
-
-
-def open_uri(path: str, mode: str):
-    """Local paths (and ``file://``) with ``open``; other URIs through ``pyarrow.fs``."""
-    path = str(path)
-    if "://" in path and not path.startswith("file://"):
-        from pyarrow import fs as pafs
-
-        filesystem, inner = pafs.FileSystem.from_uri(path)
-        return filesystem.open_output_stream(inner) if "w" in mode else filesystem.open_input_file(inner)
-    return open(path.removeprefix("file://"), mode)
 
 
 def write_records(path: str, records: Iterable[bytes]) -> int:

@@ -1,9 +1,14 @@
-"""The shard manifest and reading one verified shard into row-major arrays."""
+"""The shard manifest and reading one verified shard into row-major arrays.
+
+The manifest, shards and tokenizer may live on any storage ``pipelines.io.uri`` reaches
+(local paths, ``file://``, ``gs://``, ``s3://``, ``hdfs://``, fsspec schemes): a bucket written
+by the Dataproc jobs is read in place, with the same verification as a local directory.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.packed import FEATURES, load_manifest
+from pipelines.io import uri
+from schemas.packed import FEATURES, ManifestError, validate_manifest
 from udfs.tfrecord import CorruptShardError, decode_example, read_records
 
 
@@ -41,15 +47,25 @@ class PackedManifest:
 
     @classmethod
     def load(cls, path: str) -> PackedManifest:
-        """``path`` is ``manifest.json`` or the directory holding it."""
-        raw = load_manifest(path)
-        root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-        shards = {fmt: tuple(ShardInfo(os.path.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"])
+        """``path`` (local or URI) is ``manifest.json`` or the directory holding it.
+
+        Raises ``ManifestError`` (a ValueError) for a missing, unreadable or invalid manifest.
+        """
+        path = str(path).rstrip("/")
+        file = path if path.endswith(".json") else uri.join(path, "manifest.json")
+        root = uri.parent(file)
+        try:
+            raw = validate_manifest(json.loads(uri.read_bytes(file)))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ManifestError(f"cannot read manifest {file!r}: {err}") from None
+        except ManifestError as err:
+            raise ManifestError(f"{file}: {err}") from None
+        shards = {fmt: tuple(ShardInfo(uri.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"])
                              for e in entries)
                   for fmt, entries in raw["shards"].items()}
         return cls(root=root, seq_len=raw["seq_len"], vocab_size=raw["vocab_size"],
                    pad_id=raw["pad_id"], eos_id=raw["eos_id"], bos_id=raw.get("bos_id"),
-                   tokenizer_path=os.path.join(root, raw["tokenizer"]), shards=shards,
+                   tokenizer_path=uri.join(root, raw["tokenizer"]), shards=shards,
                    mask_id=raw.get("mask_id"), cls_id=raw.get("cls_id"), sep_id=raw.get("sep_id"))
 
     def shard_list(self, shard_format: str) -> tuple[ShardInfo, ...]:
@@ -60,8 +76,8 @@ class PackedManifest:
 
 
 def _verified_bytes(info: ShardInfo) -> bytes:
-    with open(info.path, "rb") as fh:
-        data = fh.read()
+    """The whole shard in one sequential read (from a bucket too), checked before it is decoded."""
+    data = uri.read_bytes(info.path)
     if len(data) != info.bytes:
         raise CorruptShardError(info.path, len(data), f"size {len(data)} != manifest {info.bytes}")
     digest = hashlib.sha256(data).hexdigest()
@@ -71,8 +87,11 @@ def _verified_bytes(info: ShardInfo) -> bytes:
 
 
 def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
-    source = pa.BufferReader(data) if data is not None else info.path
-    table = pq.read_table(source, columns=list(FEATURES))
+    if data is not None:
+        table = pq.read_table(pa.BufferReader(data), columns=list(FEATURES))
+    else:  # unverified: Parquet reads only the column chunks it needs (ranged reads on a bucket)
+        filesystem, inner = uri.resolve(info.path)
+        table = pq.read_table(inner, columns=list(FEATURES), filesystem=filesystem)
     out = {}
     for name in FEATURES:
         column = table.column(name).combine_chunks()

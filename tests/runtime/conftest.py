@@ -101,6 +101,7 @@ def tiny_bert_config(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def mlm_run(encoder_packed_dir, tiny_bert_config, tmp_path_factory) -> types.SimpleNamespace:
     """A short masked-LM run (80 steps of 8 rows, under one epoch); the inference tests use its checkpoint."""
+    from runtime.checkpoints import latest_checkpoint
     from runtime.config import LoaderConfig, OptimConfig, TrainConfig
     from runtime.train import train
 
@@ -109,7 +110,7 @@ def mlm_run(encoder_packed_dir, tiny_bert_config, tmp_path_factory) -> types.Sim
     result = train(TrainConfig(manifest=encoder_packed_dir, model_config=tiny_bert_config, output=output,
                                steps=steps, objective="mlm", progress=False, log_every=steps,
                                loader=LoaderConfig(batch_size=batch), optim=OptimConfig(lr=5e-3, warmup_steps=5)))
-    return types.SimpleNamespace(checkpoint=output, losses=result.losses, rows_seen=steps * batch)
+    return types.SimpleNamespace(checkpoint=latest_checkpoint(output), losses=result.losses, rows_seen=steps * batch)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from transformers import (AutoModelForMaskedLM, AutoTokenizer, BertConfig, DataC
 
 from runtime import train as train_cli
 from runtime.attention import encoder_model_inputs, packed_attention_mask
+from runtime.checkpoints import latest_checkpoint
 from runtime.config import LoaderConfig, MaskingConfig, OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
 from runtime.model import load_tokenizer
@@ -187,12 +188,12 @@ def test_mlm_resume_reproduces_the_uninterrupted_run(encoder_packed_dir, tmp_pat
     first = train(_mlm_cfg(encoder_packed_dir, config, str(tmp_path / "b"), 6, stop_after=2)).losses
     second = train(_mlm_cfg(encoder_packed_dir, config, str(tmp_path / "b"), 6, workers=2)).losses
     assert first + second == straight  # exact float equality
-    a = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "a"))
-    b = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "b"))
+    a = AutoModelForMaskedLM.from_pretrained(latest_checkpoint(str(tmp_path / "a")))
+    b = AutoModelForMaskedLM.from_pretrained(latest_checkpoint(str(tmp_path / "b")))
     for (name, pa_), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa_, pb), name
     assert type(a).__name__ == "BertForMaskedLM"
-    assert AutoTokenizer.from_pretrained(str(tmp_path / "b")).mask_token == "[MASK]"
+    assert AutoTokenizer.from_pretrained(latest_checkpoint(str(tmp_path / "b"))).mask_token == "[MASK]"
 
 
 def unigram_entropy(manifest_dir: str) -> float:
