@@ -87,6 +87,14 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """The driver's progress log (``pipelines.logs``): level of corpus-prep's own loggers."""
+
+    level: str = "INFO"
+    quiet: bool = False  # warnings and errors only
+
+
+@dataclass(frozen=True)
 class DedupConfig:
     input: InputConfig
     output: str

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pipelines.cli import add_input_arguments
+from pipelines.cli import add_input_arguments, add_spark_arguments
+from pipelines.logs import add_logging_arguments
 from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
 
 HELP = {
@@ -88,11 +89,8 @@ def pack_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
     _add_fields(p, PackConfig, "pack", skip={"input", "output", "tokenizer", "spark"})
     _add_fields(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", skip=set())
-    s = SparkConfig()
-    spark = p.add_argument_group("spark")
-    spark.add_argument("--master", default=s.master, help="Spark master (default: spark-submit's, or local[*])")
-    spark.add_argument("--shuffle-partitions", type=int, default=s.shuffle_partitions)
-    spark.add_argument("--driver-memory", default=s.driver_memory)
+    add_spark_arguments(p.add_argument_group("spark"))
+    add_logging_arguments(p)
     return p
 
 

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -36,11 +35,12 @@ from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.pack.shards import ShardSpec, empty_rows, pack_partition_fn, write_shard
 from pipelines.pack.tokenizer import TokenizerInfo, load_tokenizer_file, train_tokenizer
+from pipelines.timing import StageTimer
 from schemas.packed import (FORMAT_VERSION, SHARD_SUMMARY, TOKENIZED, shard_file, token_dtype_for,
                             validate_manifest)
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, ids_as_binary, tokenize_batch
 
-log = logging.getLogger("pack")
+log = logging.getLogger("corpus_prep.pack")
 
 # ``TOKENIZED`` with each stream as one binary value of the token dtype (``ids_as_binary``).
 STREAMS = StructType([StructField("ids", BinaryType(), False) if f.name == "ids" else f for f in TOKENIZED])
@@ -88,10 +88,12 @@ def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     input_cfg, dedup_stats = resolve_input(spark, cfg.input)
     corpus = read_corpus(spark, input_cfg)  # raises InputError before anything is written
     out = OutputDir(spark, _absolute(cfg.output), cfg.overwrite)
+    timer = StageTimer("pack", spark)
     try:
-        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out)
-        out.delete(out.path("_work"))
-        out.publish()
+        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, timer)
+        with timer.stage("publish"):
+            out.delete(out.path("_work"))
+            out.publish()
     except BaseException:
         out.abandon()
         raise
@@ -124,17 +126,16 @@ def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes
 
 
 def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, dedup_stats: dict | None,
-         out: OutputDir) -> tuple[dict, dict]:
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+         out: OutputDir, timer: StageTimer) -> tuple[dict, dict]:
+    timer.begin("tokenizer")
     tok = _tokenizer(cfg, corpus)
     for note in tok.notes:
         log.warning(note)
     out.write_text("tokenizer.json", tok.json)
-    timings["tokenizer"] = time.perf_counter() - t0
+    timer.end("tokenizer", vocab_size=tok.vocab_size)
     token_dtype = token_dtype_for(tok.vocab_size)
 
-    t0 = time.perf_counter()
+    timer.begin("tokenize")
     spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
     work = out.path("_work", "tokens")
     (_tokenize(corpus.documents, corpus.text_column, spec, token_dtype)
@@ -154,9 +155,10 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     ).first().asDict()
     counts = {k: int(v or 0) for k, v in counts.items()}
     rejected = corpus.rejected.count()
-    timings["tokenize"] = time.perf_counter() - t0
+    timer.end("tokenize", rows_in=counts["input_documents"], rows_out=counts["documents"],
+              tokens=counts["stream_tokens"])
 
-    t0 = time.perf_counter()
+    timer.begin("pack")
     n_shards = shard_count(cfg, counts["stream_tokens"], counts["documents"], 2 if token_dtype == "uint16" else 4)
     shard_spec = ShardSpec(staging=out.staging, seq_len=cfg.seq_len, pad_id=tok.pad_id,
                            token_dtype=token_dtype, method=cfg.packing, formats=tuple(cfg.formats),
@@ -171,7 +173,7 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     for index in range(n_shards):  # partitions that received no documents
         if index not in by_shard:
             by_shard[index] = write_shard(index, empty_rows(shard_spec), shard_spec, "driver")
-    timings["pack"] = time.perf_counter() - t0
+    timer.end("pack", rows_in=counts["documents"], rows_out=sum(s["rows"] for s in summaries), shards=n_shards)
 
     manifest = build_manifest(cfg, tok, token_dtype, [by_shard[i] for i in range(n_shards)], counts,
                               rejected, corpus, input_cfg.path, dedup_stats)
@@ -180,7 +182,7 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
         raise RuntimeError(f"packed {manifest['totals']['tokens']} tokens but tokenized "
                            f"{counts['stream_tokens']}: a shard is missing or duplicated")
     out.write_text("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest, timings
+    return manifest, timer.seconds
 
 
 def build_manifest(cfg: PackConfig, tok: TokenizerInfo, token_dtype: str, shards: list[dict],

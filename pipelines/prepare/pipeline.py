@@ -22,6 +22,7 @@ from pipelines.prepare import stages as st
 from pipelines.prepare.fs import Fs
 from pipelines.report.prepare import write_prepare_report
 from pipelines.spark_session import get_spark
+from pipelines.timing import StageTimer
 
 log = logging.getLogger("corpus_prep.prepare")
 
@@ -61,16 +62,20 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     spark = spark or get_spark(cfg.spark)
     fs = Fs(spark)
     result = PrepareResult(cfg.output)
+    timer = StageTimer("prepare", spark)
     if "dedup" in cfg.stages:
-        _stage(result, fs, cfg, "dedup", lambda: _dedup(spark, fs, cfg))
+        with timer.stage("dedup"):
+            _stage(result, fs, cfg, "dedup", lambda: _dedup(spark, fs, cfg))
     elif "pack" in cfg.stages or "report" in cfg.stages:
         result.stats, _ = _upstream(spark, fs, cfg, required="pack" in cfg.stages)
     if "pack" in cfg.stages:
-        _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg))
+        with timer.stage("pack"):
+            _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg))
     elif "report" in cfg.stages:
         result.manifest = _existing_pack(fs, cfg)
     if "report" in cfg.stages:
-        result.report = write_prepare_report(fs, cfg.output, result)
+        with timer.stage("report"):
+            result.report = write_prepare_report(fs, cfg.output, result)
     return result
 
 
