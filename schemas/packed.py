@@ -185,9 +185,16 @@ def validate_manifest(manifest: Any) -> dict:
 
 
 def load_manifest(path: str) -> dict:
-    """Read and validate ``manifest.json`` (``path`` may be the file or its output dir)."""
+    """Read and validate ``manifest.json`` (``path`` may be the file or its output dir).
+
+    An output without ``_SUCCESS`` beside its manifest is refused: the marker is written last,
+    after every file is in place, so its absence means a publication that did not finish.
+    """
     if os.path.isdir(path):
         path = os.path.join(path, "manifest.json")
+    root = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(os.path.join(root, "_SUCCESS")):
+        raise ManifestError(f"{root} has no _SUCCESS: the output is incomplete (its publication did not finish)")
     with open(path, encoding="utf-8") as fh:
         try:
             manifest = json.load(fh)

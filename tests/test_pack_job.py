@@ -221,6 +221,7 @@ def test_dedup_output_trained_tokenizer_greedy_and_cap(spark, corpus, tmp_path):
     pq.write_table(pa.table({"doc_id": pa.array(range(len(texts)), pa.int64()), "text": texts}),
                    dedup / "data" / "part-0.parquet")
     (dedup / "stats.json").write_text(json.dumps({"documents": 400, "kept": 300, "near_duplicates": 100}))
+    (dedup / "_SUCCESS").write_text("")
     cap = 40
     cfg = PackConfig(input=InputConfig(path=str(dedup)), output=str(tmp_path / "out"), seq_len=SEQ_LEN,
                      tokenizer=TokenizerConfig(train=True, vocab_size=320, min_frequency=1),

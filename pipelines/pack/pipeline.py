@@ -69,6 +69,9 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
         is_dedup = False
     if not is_dedup:
         return cfg, None
+    if not fs.exists(jvm.org.apache.hadoop.fs.Path(cfg.path, "_SUCCESS")):
+        raise InputError(f"{cfg.path!r} is a dedup output without _SUCCESS: incomplete (its run crashed or "
+                         "has not finished publishing)")
     stats_path = cfg.path.rstrip("/") + "/stats.json"
     text = "".join(r.value for r in spark.read.text(stats_path, wholetext=True).collect())
     try:
