@@ -203,6 +203,11 @@ class PackConfig:
 PREPARE_STAGES = ("dedup", "pack", "report")
 
 
+def stage_dir(output: str, stage: str) -> str:
+    """Where a stage of an end-to-end run writes: ``OUTPUT/dedup``, ``OUTPUT/pack``."""
+    return f"{output.rstrip('/')}/{stage}"
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     """``OUTPUT/dedup`` (``dedup``) → ``OUTPUT/pack`` (``pack``, reading the dedup output) → ``OUTPUT/report.html``.
@@ -223,3 +228,11 @@ class PrepareConfig:
         if not self.stages or unknown:
             raise ValueError(f"--stages must be a non-empty subset of {','.join(PREPARE_STAGES)}; "
                              f"unknown: {','.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``OUTPUT/report.html`` alone, from the verified stage outputs an earlier run left in ``OUTPUT``."""
+
+    output: str
+    spark: SparkConfig = field(default_factory=SparkConfig)

@@ -76,7 +76,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
         shown = ",".join(default) if isinstance(default, tuple) else default
         extra = {"choices": ["best-fit", "greedy"]} if f.name == "packing" else {}
         parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
-                            help=f"{help_text} (default: {shown})", **extra)
+                            help=help_text if default is None else f"{help_text} (default: {shown})", **extra)
 
 
 def pack_parser() -> argparse.ArgumentParser:
