@@ -167,7 +167,9 @@ class PackConfig:
     overwrite: bool = False
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     packing: str = "best-fit"  # best-fit | greedy
-    formats: tuple[str, ...] = ("parquet", "tfrecord")
+    formats: tuple[str, ...] = ("parquet", "tfrecord")  # and/or megatron (documents unpacked, .bin/.idx)
+    feature_names: str = "default"  # default | seqio | maxtext: the column names trainers read
+    source_column: str | None = None  # per-source token counts by this column (default: the input file)
     target_shard_bytes: int = 64 * 2**20  # uncompressed row payload per shard
     num_shards: int | None = None  # fixed number of shards instead of the size target
     max_doc_tokens: int | None = None  # cap per document (tokens beyond it are dropped, counted)
@@ -186,8 +188,10 @@ class PackConfig:
             raise ValueError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
         if self.packing not in ("best-fit", "greedy"):
             raise ValueError("--packing must be best-fit or greedy")
-        if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:
-            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord")
+        if not self.formats or set(self.formats) - {"parquet", "tfrecord", "megatron"}:
+            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord,megatron")
+        if self.feature_names not in ("default", "seqio", "maxtext"):
+            raise ValueError("--feature-names must be default, seqio or maxtext")
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError("--num-shards must be at least 1")
         if self.target_shard_bytes < 1:

@@ -17,7 +17,13 @@ HELP = {
     "seq_len": "tokens per packed row",
     "overwrite": "replace an existing output directory",
     "packing": "best-fit (best-fit decreasing) or greedy (next-fit: pad when the next piece does not fit)",
-    "formats": "comma-separated shard formats: parquet,tfrecord",
+    "formats": "comma-separated output formats: parquet and tfrecord (packed rows), megatron (the documents "
+               "unpacked, Megatron-LM/NeMo .bin/.idx per shard)",
+    "feature_names": "column names of the packed rows: default (input_ids, segment_ids, positions), seqio "
+                     "(targets, targets_segment_ids, targets_positions) or maxtext (inputs/targets with "
+                     "*_segmentation, *_position; targets shifted by one)",
+    "source_column": "column whose values count as sources in the manifest's per-source token counts (default: "
+                     "the input file; for a dedup output, the corpus it read)",
     "target_shard_bytes": "target uncompressed payload per shard, bytes (suffixes k, M, G allowed)",
     "num_shards": "write exactly this many shards instead of sizing them by --target-shard-bytes",
     "max_doc_tokens": "cap per document (content beyond it is dropped and counted; EOS is kept)",
@@ -36,6 +42,7 @@ HELP = {
 }
 FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer"}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
+CHOICES = {"packing": ["best-fit", "greedy"], "feature_names": ["default", "seqio", "maxtext"]}
 
 
 def parse_size(text: str) -> int:
@@ -74,7 +81,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
         else:
             convert = str
         shown = ",".join(default) if isinstance(default, tuple) else default
-        extra = {"choices": ["best-fit", "greedy"]} if f.name == "packing" else {}
+        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
         parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
                             help=help_text if default is None else f"{help_text} (default: {shown})", **extra)
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.packed import FEATURES, load_manifest
+from schemas.packed import FEATURES, feature_columns, load_manifest
 from udfs.tfrecord import CorruptShardError, decode_example, read_records
 
 
@@ -21,6 +21,7 @@ class ShardInfo:
     rows: int
     sha256: str
     bytes: int
+    columns: tuple[tuple[str, str], ...] = tuple((f, f) for f in FEATURES)  # (field, column): --feature-names
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class PackedManifest:
         """``path`` is ``manifest.json`` or the directory holding it."""
         raw = load_manifest(path)
         root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-        shards = {fmt: tuple(ShardInfo(os.path.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"])
+        columns = tuple(feature_columns(raw).items())
+        shards = {fmt: tuple(ShardInfo(os.path.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"], columns)
                              for e in entries)
                   for fmt, entries in raw["shards"].items()}
         return cls(root=root, seq_len=raw["seq_len"], vocab_size=raw["vocab_size"],
@@ -68,10 +70,11 @@ def _verified_bytes(info: ShardInfo) -> bytes:
 
 def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
     source = pa.BufferReader(data) if data is not None else info.path
-    table = pq.read_table(source, columns=list(FEATURES))
+    columns = dict(info.columns)
+    table = pq.read_table(source, columns=[columns[name] for name in FEATURES])
     out = {}
     for name in FEATURES:
-        column = table.column(name).combine_chunks()
+        column = table.column(columns[name]).combine_chunks()
         if table.num_rows and not pc.all(pc.equal(pc.list_value_length(column), seq_len)).as_py():
             raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
         out[name] = column.values.to_numpy().reshape(table.num_rows, seq_len)
@@ -80,9 +83,10 @@ def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dic
 
 def _rows_from_tfrecord(info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
     examples = [decode_example(record) for record in read_records(info.path)]
+    columns = dict(info.columns)
     out = {}
     for name in FEATURES:
-        values = [ex[name] for ex in examples]
+        values = [ex[columns[name]] for ex in examples]
         if any(v.shape != (seq_len,) for v in values):
             raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
         out[name] = np.stack(values) if values else np.zeros((0, seq_len), np.int64)
