@@ -83,7 +83,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     checkpoint = Checkpoints(spark, out)
     try:
         stats, sigs = _run(spark, cfg, out, checkpoint, timer)
-        stats["stage_seconds"] = timer.seconds
+        stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
