@@ -32,10 +32,21 @@ def log_config(args: argparse.Namespace) -> LogConfig:
     return LogConfig(level=getattr(args, "log_level", d.level), quiet=getattr(args, "quiet", d.quiet))
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each line (it may be replaced after setup: captured, redirected)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
 def configure_logging(cfg: LogConfig, stream=None) -> None:
     """One stderr handler on the root logger; ``corpus_prep.*`` at the chosen level, the rest at WARNING."""
     root = logging.getLogger()
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
     for old in [h for h in root.handlers if getattr(h, "_corpus_prep", False)]:
         root.removeHandler(old)

@@ -71,6 +71,11 @@ class StageTimer:
         self._open[name] = (time.perf_counter(), saved, StageProgress())
         return self._open[name][2]
 
+    def fail_open(self, err: BaseException) -> None:
+        """Close every stage still open when a job fails, so its label does not stick to later Spark jobs."""
+        for name in reversed(list(self._open)):
+            self.end(name, failed=err)
+
     def end(self, name: str, failed: BaseException | None = None, **figures) -> float:
         """Close ``name``: log its line, add its seconds, give Spark jobs back the enclosing label."""
         start, saved, progress = self._open.pop(name)

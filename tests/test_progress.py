@@ -43,6 +43,7 @@ def _jobs_in_group(spark, group: str) -> list[int]:
 
 def test_dedup_logs_every_stage_once_in_order_with_rows_and_cc_rounds(spark, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="corpus_prep")
+    before = spark.sparkContext.getLocalProperty("spark.jobGroup.id")
     stats = dedup(spark, SAMPLE, tmp_path / "out").stats
     events = _stage_events(caplog, "dedup")
     _assert_each_stage_once_in_order(events, DEDUP_STAGES)
@@ -61,7 +62,7 @@ def test_dedup_logs_every_stage_once_in_order_with_rows_and_cc_rounds(spark, tmp
     # the Spark UI and the Dataproc job page name the stage each job belongs to
     for stage in ("read", "signatures", "lsh", "verify", "components", "write", "check"):
         assert _jobs_in_group(spark, f"corpus-prep.dedup.{stage}"), stage
-    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # restored after the run
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == before  # restored after the run
 
 
 def test_pack_logs_every_stage_once_in_order(spark, tmp_path, caplog):
@@ -82,6 +83,7 @@ def test_pack_logs_every_stage_once_in_order(spark, tmp_path, caplog):
 
 def test_failed_stage_logs_a_warning_and_restores_the_enclosing_job_group(spark, caplog):
     caplog.set_level(logging.INFO, logger="corpus_prep")
+    before = spark.sparkContext.getLocalProperty("spark.jobGroup.id")
     outer, inner = StageTimer("prepare", spark), StageTimer("dedup", spark)
     with outer.stage("dedup"):
         with pytest.raises(ZeroDivisionError):
@@ -90,11 +92,29 @@ def test_failed_stage_logs_a_warning_and_restores_the_enclosing_job_group(spark,
                 1 / 0
         assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "corpus-prep.prepare.dedup"
         assert spark.sparkContext.getLocalProperty("spark.job.description") == "corpus-prep prepare dedup"
-    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == before
     failed = [r for r in caplog.records if "failed after" in r.getMessage()]
     assert len(failed) == 1 and failed[0].levelno == logging.WARNING
     assert failed[0].getMessage().startswith("dedup signatures: failed after")
     assert set(inner.seconds) == {"signatures"} and set(outer.seconds) == {"dedup"}
+
+
+def test_a_failed_pack_run_leaves_no_stage_label_behind(spark, tmp_path, caplog):
+    from pipelines.pack.tokenizer import TokenizerError
+
+    caplog.set_level(logging.INFO, logger="corpus_prep")
+    spark.sparkContext.setJobGroup("caller", "the caller's own label")
+    try:
+        cfg = PackConfig(input=InputConfig(path=SAMPLE), output=str(tmp_path / "packed"), seq_len=128,
+                         tokenizer=TokenizerConfig(train=True, vocab_size=400, eos_token="<|pad|>"))
+        with pytest.raises(TokenizerError):  # EOS equal to the pad token: fails inside the tokenizer stage
+            run_pack(cfg, spark=spark)
+        assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        spark.sparkContext.setLocalProperty("spark.job.description", None)
+    failed = [r.getMessage() for r in caplog.records if "failed after" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].startswith("pack tokenizer: failed after") and "TokenizerError" in failed[0]
 
 
 @pytest.mark.parametrize("cfg,shown", [(LogConfig(), {"INFO", "WARNING"}), (LogConfig(quiet=True), {"WARNING"}),

@@ -108,7 +108,8 @@ def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
-    except BaseException:
+    except BaseException as err:
+        timer.fail_open(err)
         out.abandon()
         raise
     return PackResult(out.final, manifest, timings)
