@@ -7,24 +7,22 @@
 
 Each task runs ``prepare.py --stages STAGE`` into the same ``output``: a retried or re-triggered
 task finds its verified output and skips the work, so tasks are idempotent. Artifacts come from
-``python -m dataproc package`` / ``upload``. Deploy this file together with the ``dataproc/``
-package (which holds the command lines and pins shared with the CLI).
+``python -m dataproc package`` / ``upload``.
+
+Deploy: install the project's wheel into the Airflow environment (``pip install
+corpus_prep-0.1.0-py3-none-any.whl`` with ``--no-deps``, or as a Composer PyPI package) and copy
+this file into the DAGs folder; it imports the installed ``dataproc`` package, which holds the
+command lines and pins shared with the CLI.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.google.cloud.operators.dataproc import DataprocCreateBatchOperator, DataprocSubmitJobOperator
+from airflow.sdk import DAG, Param, chain
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # dataproc/ beside dags/
-
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator  # noqa: E402
-from airflow.providers.google.cloud.operators.dataproc import (DataprocCreateBatchOperator,  # noqa: E402
-                                                               DataprocSubmitJobOperator)
-from airflow.sdk import DAG, Param, chain  # noqa: E402
-
-from dataproc.commands import (ENTRY, ENV_ALIAS, ENV_ARCHIVE, ENV_PYTHON, SERVERLESS_VERSION, WHEEL,  # noqa: E402
-                               ClusterShape, Target, batch_properties, prepare_args)
+from dataproc.commands import (ENTRY, ENV_ALIAS, ENV_ARCHIVE, ENV_PYTHON, SERVERLESS_VERSION, WHEEL, ClusterShape,
+                               Target, batch_properties, prepare_args)
 
 STAGES = ("dedup", "pack", "report")
 PARAMS = {
@@ -35,6 +33,10 @@ PARAMS = {
     "region": Param("europe-west4", type="string"),
     "cluster": Param(ClusterShape().name, type="string", description="Dataproc cluster (cluster DAG only)"),
     "job_args": Param(["--train-tokenizer"], type="array", description="further jobs/prepare.py options"),
+    "driver_python": Param("/opt/corpus-prep-env/bin/python", type="string",
+                           description="Spark DAG only: the driver's interpreter. In client mode an unpacked copy of "
+                                       "corpus_prep_env.tar.gz on the submitting host; in cluster deploy mode "
+                                       "./env/bin/python (the shipped archive)"),
 }
 TARGET = Target(project="{{ params.project }}", region="{{ params.region }}", artifacts="{{ params.artifacts }}")
 
@@ -48,9 +50,16 @@ def _args(stage: str) -> str:
     return f"{{{{ params | prepare_args('{stage}') }}}}"
 
 
+# Native rendering (``args`` must render to a list) literal-evaluates every rendered string, so a
+# constant like "3.0" or "4" would reach the Dataproc API as a number. Constants that must stay
+# strings are handed over whole, as one macro that renders to the object itself.
+MACROS = {"serverless_runtime": {"version": SERVERLESS_VERSION, "properties": batch_properties(ClusterShape())}}
+
+
 def _dag(dag_id: str, make_task) -> DAG:
     with DAG(dag_id, schedule=None, catchup=False, params=PARAMS, tags=["corpus-prep"], doc_md=__doc__,
-             render_template_as_native_obj=True, user_defined_filters={"prepare_args": _prepare_args}) as dag:
+             render_template_as_native_obj=True, user_defined_filters={"prepare_args": _prepare_args},
+             user_defined_macros=MACROS) as dag:
         chain(*[make_task(stage) for stage in STAGES])
     return dag
 
@@ -71,13 +80,16 @@ def _create_batch(stage: str) -> DataprocCreateBatchOperator:
         batch_id=f"corpus-prep-{stage}-{{{{ dag_run.run_after.strftime('%Y%m%d%H%M%S') }}}}-{{{{ ti.try_number }}}}",
         batch={"pyspark_batch": {"main_python_file_uri": TARGET.uri(ENTRY), "python_file_uris": [TARGET.uri(WHEEL)],
                                  "archive_uris": [f"{TARGET.uri(ENV_ARCHIVE)}#{ENV_ALIAS}"], "args": _args(stage)},
-               "runtime_config": {"version": SERVERLESS_VERSION, "properties": batch_properties(ClusterShape())}})
+               "runtime_config": "{{ serverless_runtime }}"})
 
 
 def _spark_submit(stage: str) -> SparkSubmitOperator:
+    # The operator does not template its ``archives`` argument; ``spark.archives`` (what --archives
+    # sets) goes through ``conf``, which it does template.
     return SparkSubmitOperator(
         task_id=stage, conn_id="spark_default", application=TARGET.uri(ENTRY), py_files=TARGET.uri(WHEEL),
-        archives=f"{TARGET.uri(ENV_ARCHIVE)}#{ENV_ALIAS}", conf={"spark.pyspark.python": ENV_PYTHON},
+        conf={"spark.archives": f"{TARGET.uri(ENV_ARCHIVE)}#{ENV_ALIAS}", "spark.pyspark.python": ENV_PYTHON,
+              "spark.pyspark.driver.python": "{{ params.driver_python }}"},
         name=f"corpus-prep-{stage}", application_args=_args(stage))
 
 

@@ -142,8 +142,11 @@ def submit_batch(target: Target, batch_id: str, args: list[str], shape: ClusterS
 
 
 def upload(target: Target, dist: str) -> list[str]:
-    """Copy the built artifacts to ``target.artifacts``."""
-    files = [str(Path(dist) / name) for name in (ENTRY, WHEEL, ENV_ARCHIVE)]
+    """Copy the built artifacts to ``target.artifacts``: the wheel and entry script, and the packed
+    environment when ``package --env-python`` built it (Dataproc clusters install their dependencies
+    at creation and never need it; Serverless batches and spark-submit do)."""
+    names = (ENTRY, WHEEL, ENV_ARCHIVE) if (Path(dist) / ENV_ARCHIVE).exists() else (ENTRY, WHEEL)
+    files = [str(Path(dist) / name) for name in names]
     return ["gcloud", "storage", "cp", *files, target.artifacts.rstrip("/") + "/"]
 
 

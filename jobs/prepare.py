@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ from pipelines.spark_session import under_spark_submit  # noqa: E402
 
 
 def prepare(cfg):
-    if not under_spark_submit():  # Spark started here: show its progress bar (spark-submit users pass --conf)
+    quiet = not logging.getLogger("corpus_prep").isEnabledFor(logging.INFO)  # --quiet
+    if not under_spark_submit() and not quiet:  # Spark started here: its progress bar (spark-submit: --conf)
         os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.showConsoleProgress=true pyspark-shell")
     return run_prepare(cfg)
 

@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig, VerifyMode)
+from pipelines.logs import add_logging_arguments, configure_logging, log_config
+
+# The name a job's usage line shows: ``jobs/dedup.py`` run directly, ``corpus-prep dedup`` as a subcommand.
+_PROG: ContextVar[str | None] = ContextVar("corpus_prep_prog", default=None)
+
+
+@contextmanager
+def invoked_as(prog: str):
+    token = _PROG.set(prog)
+    try:
+        yield
+    finally:
+        _PROG.reset(token)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows every option's default unless its help already states it (flags have none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = "default" in text.lower() or "%(default)" in text
+        if (shown or not action.option_strings or action.default is None or isinstance(action.default, bool)
+                or action.default is argparse.SUPPRESS or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None = None,
@@ -17,7 +43,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None 
     d = InputConfig(path="")
     parser.add_argument("--input", required=True, help=input_help or
                         "Parquet file/dir/glob, JSON Lines file/dir/glob, or an HF save_to_disk dir")
-    parser.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"])
+    parser.add_argument("--input-format", default=d.input_format, choices=["auto", "parquet", "json", "hf"],
+                        help="auto: from the path (a save_to_disk dir, JSON Lines suffixes, else Parquet)")
     parser.add_argument("--text-column", default=d.text_column,
                         help=f"text column (falls back to {d.fallback_text_column!r} if absent)")
     if id_column:
@@ -29,7 +56,8 @@ def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     d = SparkConfig()
     parser.add_argument("--master", default=d.master,
                         help="Spark master (default: spark-submit's, or local[*] under plain python)")
-    parser.add_argument("--shuffle-partitions", type=int, default=d.shuffle_partitions)
+    parser.add_argument("--shuffle-partitions", type=int, default=d.shuffle_partitions,
+                        help="spark.sql.shuffle.partitions (default: Spark's, or the submission's)")
     parser.add_argument("--driver-memory", default=d.driver_memory,
                         help="driver memory when the job starts local Spark itself")
 
@@ -83,6 +111,7 @@ def dedup_parser() -> argparse.ArgumentParser:
     p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                    help="clusters of this many documents are listed in stats.json (giant_clusters)")
     add_spark_arguments(p)
+    add_logging_arguments(p)
     return p
 
 
@@ -114,8 +143,10 @@ def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
     exceptions in ``exit_codes`` (the input's, the output's, a failed stage) print one line and
     return their code instead of a traceback.
     """
+    parser.prog = _PROG.get() or parser.prog
+    parser.formatter_class = HelpFormatter
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(log_config(args))
     try:
         cfg = to_config(args)
     except ValueError as err:

@@ -89,6 +89,14 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """The driver's progress log (``pipelines.logs``): level of corpus-prep's own loggers."""
+
+    level: str = "INFO"
+    quiet: bool = False  # warnings and errors only
+
+
+@dataclass(frozen=True)
 class DedupConfig:
     input: InputConfig
     output: str
@@ -170,7 +178,9 @@ class PackConfig:
     overwrite: bool = False
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     packing: str = "best-fit"  # best-fit | greedy
-    formats: tuple[str, ...] = ("parquet", "tfrecord")
+    formats: tuple[str, ...] = ("parquet", "tfrecord")  # and/or megatron (documents unpacked, .bin/.idx)
+    feature_names: str = "default"  # default | seqio | maxtext: the column names trainers read
+    source_column: str | None = None  # per-source token counts by this column (default: the input file)
     target_shard_bytes: int = 64 * 2**20  # uncompressed row payload per shard
     num_shards: int | None = None  # fixed number of shards instead of the size target
     max_doc_tokens: int | None = None  # cap per document (tokens beyond it are dropped, counted)
@@ -196,8 +206,10 @@ class PackConfig:
                              "(e.g. --bos-token '[CLS]' --eos-token '[SEP]' --pad-token '[PAD]')")
         if self.packing not in ("best-fit", "greedy"):
             raise ValueError("--packing must be best-fit or greedy")
-        if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:
-            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord")
+        if not self.formats or set(self.formats) - {"parquet", "tfrecord", "megatron"}:
+            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord,megatron")
+        if self.feature_names not in ("default", "seqio", "maxtext"):
+            raise ValueError("--feature-names must be default, seqio or maxtext")
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError("--num-shards must be at least 1")
         if self.target_shard_bytes < 1:
@@ -211,6 +223,11 @@ class PackConfig:
 # End to end (jobs/prepare.py)
 
 PREPARE_STAGES = ("dedup", "pack", "report")
+
+
+def stage_dir(output: str, stage: str) -> str:
+    """Where a stage of an end-to-end run writes: ``OUTPUT/dedup``, ``OUTPUT/pack``."""
+    return f"{output.rstrip('/')}/{stage}"
 
 
 @dataclass(frozen=True)
@@ -233,3 +250,11 @@ class PrepareConfig:
         if not self.stages or unknown:
             raise ValueError(f"--stages must be a non-empty subset of {','.join(PREPARE_STAGES)}; "
                              f"unknown: {','.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``OUTPUT/report.html`` alone, from the verified stage outputs an earlier run left in ``OUTPUT``."""
+
+    output: str
+    spark: SparkConfig = field(default_factory=SparkConfig)

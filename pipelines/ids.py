@@ -21,7 +21,7 @@ are input errors (the job cannot tell such documents apart).
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType, StringType
 
@@ -42,7 +42,7 @@ def assign_doc_ids(frame: DataFrame, id_column: str | None) -> tuple[DataFrame, 
         raise InputError(f"the input already has a {DOC_ID!r} column; pass --id-column {DOC_ID}")
     if id_column is None:
         columns = [F.col(f"`{c}`") for c in frame.columns]
-        hashed = frame.select("*", F.xxhash64(*columns).alias(DOC_ID),
+        hashed = frame.select("*", row_hash(frame).alias(DOC_ID),
                               F.xxhash64(F.lit("tiebreak"), *columns).alias(TIEBREAK))
         return hashed, as_rejected(frame.limit(0), "")
     if id_column not in frame.columns:
@@ -58,6 +58,24 @@ def assign_doc_ids(frame: DataFrame, id_column: str | None) -> tuple[DataFrame, 
     documents = frame.filter(F.col(id_column).isNotNull()).withColumn(DOC_ID, ids)
     _check_unique(documents, id_column)
     return documents, rejected
+
+
+def row_hash(frame: DataFrame) -> Column:
+    """A row's id without ``--id-column``: ``xxhash64`` of all its columns."""
+    return F.xxhash64(*[F.col(f"`{c}`") for c in frame.columns])
+
+
+def doc_id_column(frame: DataFrame) -> Column:
+    """The id the dedup job gives each row, for jobs that read its output or the corpus itself.
+
+    A dedup output carries ``DOC_ID``; any other input gets the row hash, which is the dedup id
+    of every row that is not repeated (identical rows share it; their documents are identical).
+    """
+    if DOC_ID not in frame.columns:
+        return row_hash(frame)
+    if isinstance(frame.schema[DOC_ID].dataType, IntegralType):
+        return F.coalesce(F.col(DOC_ID).cast("long"), row_hash(frame))
+    return F.coalesce(F.xxhash64(F.col(DOC_ID)), row_hash(frame))  # a string id, hashed as --id-column would
 
 
 def _check_unique(documents: DataFrame, id_column: str) -> None:

@@ -4,6 +4,8 @@ A packed output directory::
 
     DIR/parquet/part-NNNNN.parquet     one row per packed sequence (``shard_schema``)
     DIR/tfrecord/part-NNNNN.tfrecord   the same rows in the same order, as tf.train.Example
+    DIR/megatron/part-NNNNN.bin|.idx   the shard's documents unpacked, Megatron-LM's indexed dataset
+    DIR/documents/                     one row per input document: doc_id, source, status, tokens
     DIR/tokenizer.json                 the tokenizer that produced the ids
     DIR/manifest.json                  validated by :func:`validate_manifest`
     DIR/_SUCCESS
@@ -11,6 +13,14 @@ A packed output directory::
 Every row holds exactly ``seq_len`` tokens. ``segment_ids`` numbers the document pieces of
 the row 1..k in order (0 marks padding, which sits at the end); ``positions`` counts 0.. within
 each piece. Padding has ``input_ids == pad_id``, ``segment_ids == 0``, ``positions == 0``.
+``doc_ids`` lists the document id of each piece (``doc_ids[k - 1]`` for segment ``k``).
+
+Feature names (``--feature-names``, recorded in the manifest's ``features``) are those the
+trainer reads, over the same rows: ``default`` (above), ``seqio`` (``targets``,
+``targets_segment_ids``, ``targets_positions``: seqio's packed LM features, shifted by its
+feature converter) and ``maxtext`` (``inputs``/``targets`` with ``*_segmentation`` and
+``*_position``: MaxText's packed batch after its shift, so ``targets`` is the next token of the
+same segment and ``targets_segmentation`` is 0 where a segment has no next token).
 """
 
 from __future__ import annotations
@@ -23,10 +33,24 @@ import pyarrow as pa
 from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, LongType, StringType,
                                StructField, StructType)
 
-FORMAT_VERSION = 1
-FEATURES = ("input_ids", "segment_ids", "positions")
-FORMATS = ("parquet", "tfrecord")
-SHARD_SUFFIX = {"parquet": ".parquet", "tfrecord": ".tfrecord"}
+from pipelines.io import uri
+
+FORMAT_VERSION = 2  # 2: doc_ids in every row, feature names, Megatron indexed datasets
+FEATURES = ("input_ids", "segment_ids", "positions")  # the fields every packed row carries
+DOC_IDS = "doc_ids"
+DOCUMENTS_DIR = "documents"
+FORMATS = ("parquet", "tfrecord")  # packed rows
+MEGATRON = "megatron"  # documents, unpacked
+SHARD_SUFFIX = {"parquet": ".parquet", "tfrecord": ".tfrecord", MEGATRON: ".bin"}
+# column -> field, in column order. MaxText's targets_* are derived (``udfs.packing.next_token_targets``).
+FEATURE_NAMES = {
+    "default": {"input_ids": "input_ids", "segment_ids": "segment_ids", "positions": "positions"},
+    "seqio": {"targets": "input_ids", "targets_segment_ids": "segment_ids", "targets_positions": "positions"},
+    "maxtext": {"inputs": "input_ids", "inputs_segmentation": "segment_ids", "inputs_position": "positions",
+                "targets": "target_ids", "targets_segmentation": "target_segment_ids",
+                "targets_position": "positions"},
+}
+TOKEN_FIELDS = ("input_ids", "target_ids")  # in the token dtype; every other field is uint16
 MAX_SEQ_LEN = 65535  # positions and segment ids are uint16
 UINT16_VOCAB = 65536
 
@@ -41,14 +65,26 @@ def shard_file(fmt: str, index: int) -> str:
     return f"{fmt}/part-{index:05d}{SHARD_SUFFIX[fmt]}"
 
 
-def shard_schema(token_dtype: str) -> pa.Schema:
-    """Arrow schema of a Parquet shard."""
+def megatron_index_file(index: int) -> str:
+    """The ``.idx`` beside a Megatron shard's ``.bin`` (the pair's path prefix is their common stem)."""
+    return shard_file(MEGATRON, index).removesuffix(".bin") + ".idx"
+
+
+def shard_schema(token_dtype: str, feature_names: str = "default") -> pa.Schema:
+    """Arrow schema of a Parquet shard: the scheme's columns, then ``doc_ids``."""
     tok = pa.uint16() if token_dtype == "uint16" else pa.int32()
-    return pa.schema([
-        pa.field("input_ids", pa.list_(tok), nullable=False),
-        pa.field("segment_ids", pa.list_(pa.uint16()), nullable=False),
-        pa.field("positions", pa.list_(pa.uint16()), nullable=False),
-    ])
+    return pa.schema([pa.field(column, pa.list_(tok if field in TOKEN_FIELDS else pa.uint16()), nullable=False)
+                      for column, field in FEATURE_NAMES[feature_names].items()]
+                     + [pa.field(DOC_IDS, pa.list_(pa.int64()), nullable=False)])
+
+
+def feature_columns(manifest: dict) -> dict[str, str]:
+    """``{field: column}`` for the fields of ``FEATURES`` in a manifest's shards (the first column of each)."""
+    columns = manifest.get("features", {}).get("columns") or FEATURE_NAMES["default"]
+    out: dict[str, str] = {}
+    for column, field in columns.items():
+        out.setdefault(field, column)
+    return {field: out[field] for field in FEATURES}
 
 
 # One row per input document after tokenization; in staging (``_work``) the ``ids`` column
@@ -64,6 +100,15 @@ TOKENIZED = StructType([
     StructField("n_stream", LongType(), False),    # len(ids): counted without reading ids
     StructField("ids", ArrayType(IntegerType(), False), False),  # BOS? + content + EOS
 ])
+# Carried beside each tokenized document: where it came from. ``doc_id`` is the dedup job's id
+# (its ``doc_id`` column when the input is a dedup output, else the same row hash the dedup job
+# gives a row that is not repeated, ``pipelines.ids``); ``source`` is ``--source-column``, the
+# input file, or for a dedup output the corpus the dedup job read.
+PROVENANCE = [StructField("doc_id", LongType(), False), StructField("source", StringType(), True)]
+# ``DIR/documents/``: one row per input document, so a training row's ``doc_ids`` lead back to
+# the document, its source and what became of it (``status`` as in ``TOKENIZED``).
+DOCUMENTS = StructType([*PROVENANCE, StructField("status", IntegerType(), False),
+                        StructField("tokens", LongType(), False)])
 
 # What each packing task returns to the driver: one row per shard (small).
 SHARD_SUMMARY = StructType([
@@ -78,6 +123,10 @@ SHARD_SUMMARY = StructType([
     StructField("parquet_bytes", LongType(), True),
     StructField("tfrecord_sha256", StringType(), True),
     StructField("tfrecord_bytes", LongType(), True),
+    StructField("megatron_sha256", StringType(), True),
+    StructField("megatron_bytes", LongType(), True),
+    StructField("megatron_idx_sha256", StringType(), True),
+    StructField("megatron_idx_bytes", LongType(), True),
     StructField("empty", BooleanType(), False),
 ])
 
@@ -93,6 +142,8 @@ _INT = (int,)
 _NUM = (int, float)
 SHARD_KEYS = {"file": str, "rows": _INT, "tokens": _INT, "padding_tokens": _INT,
               "documents": _INT, "sha256": str, "bytes": _INT}
+MEGATRON_FILE_KEYS = {"prefix": str, "file": str, "idx_file": str, "documents": _INT, "tokens": _INT,
+                      "sha256": str, "bytes": _INT, "idx_sha256": str, "idx_bytes": _INT}
 TOTAL_KEYS = {"rows": _INT, "tokens": _INT, "padding_tokens": _INT, "documents": _INT,
               "shards": _INT}
 STATS_KEYS = {"fill_rate": _NUM, "documents": _INT, "documents_split": _INT,
@@ -143,8 +194,11 @@ def validate_manifest(manifest: Any) -> dict:
     if len(manifest["tokenizer_sha256"]) != 64:
         problems.append("tokenizer_sha256 is not a hex sha256")
     shards = manifest["shards"]
-    if not shards or set(shards) - set(FORMATS):
+    megatron = manifest.get(MEGATRON)
+    if (not shards and megatron is None) or set(shards) - set(FORMATS):
         problems.append(f"shards must have keys among {FORMATS}, got {sorted(shards)}")
+    _check_features(manifest.get("features"), problems)
+    _check_megatron(megatron, manifest["totals"], problems)
     counts = {}
     for fmt, entries in shards.items():
         if not isinstance(entries, list):
@@ -185,16 +239,60 @@ def validate_manifest(manifest: Any) -> dict:
     return manifest
 
 
+def _check_features(features: Any, problems: list[str]) -> None:
+    if features is None:
+        return
+    if not isinstance(features, dict) or features.get("scheme") not in FEATURE_NAMES:
+        problems.append(f"features.scheme must be one of {sorted(FEATURE_NAMES)}")
+    elif features.get("columns") != FEATURE_NAMES[features["scheme"]] or features.get("doc_ids") != DOC_IDS:
+        problems.append(f"features.columns do not match the {features['scheme']!r} scheme")
+
+
+def _check_megatron(megatron: Any, totals: dict, problems: list[str]) -> None:
+    """Megatron files hold every packed document once: their totals are the packed totals."""
+    if megatron is None:
+        return
+    if not isinstance(megatron, dict) or not isinstance(megatron.get("files"), list):
+        problems.append("megatron must be an object with a files list")
+        return
+    for i, entry in enumerate(megatron["files"]):
+        where = f"megatron.files[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        _check(entry, MEGATRON_FILE_KEYS, where, problems)
+        if entry.get("file") != shard_file(MEGATRON, i) or entry.get("idx_file") != megatron_index_file(i):
+            problems.append(f"{where}: files are not {shard_file(MEGATRON, i)!r} and {megatron_index_file(i)!r}")
+    files = [e for e in megatron["files"] if isinstance(e, dict)]
+    for key in ("documents", "tokens"):
+        if megatron.get(key) != sum(e.get(key, 0) for e in files) or megatron.get(key) != totals.get(key):
+            problems.append(f"megatron.{key} is not the sum over its files and the packed totals")
+
+
+def manifest_file(path: str) -> str:
+    """``manifest.json`` itself, given the file or the output directory (local path or URI)."""
+    path = str(path).rstrip("/")
+    return path if path.endswith(".json") else uri.join(path, "manifest.json")
+
+
 def load_manifest(path: str) -> dict:
-    """Read and validate ``manifest.json`` (``path`` may be the file or its output dir)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "manifest.json")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            manifest = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    """Read and validate ``manifest.json`` (``path`` may be the file or its output dir, local or a URI).
+
+    An output without ``_SUCCESS`` beside its manifest is refused: the marker is written last,
+    after every file is in place, so its absence means a publication that did not finish.
+    Raises ``ManifestError`` (a ValueError) for a missing, unreadable, incomplete or invalid one.
+    """
+    file = manifest_file(path)
+    root = uri.parent(file)
+    if not uri.exists(uri.join(root, "_SUCCESS")):
+        raise ManifestError(f"{root} has no _SUCCESS: the output is incomplete (its publication did not finish)")
+    try:
+        manifest = json.loads(uri.read_bytes(file))
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {file!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{file}: not valid JSON ({exc})") from None
     try:
         return validate_manifest(manifest)
     except ManifestError as exc:
-        raise ManifestError(f"{path}: {exc}") from exc
+        raise ManifestError(f"{file}: {exc}") from None

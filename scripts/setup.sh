@@ -1,11 +1,38 @@
 #!/usr/bin/env bash
 # Set up a fresh checkout: check Java, create .venv and install the project with its test tools.
 #   scripts/setup.sh            core pipeline + test tools
-#   scripts/setup.sh --runtime  also the training/inference runtime (CPU build of torch)
-#   scripts/setup.sh --xla      a second environment, .venv-xla: the runtime on PyTorch/XLA (torch-xla
-#                               pins its own torch, so it never shares .venv); about 8 minutes
+#   scripts/setup.sh --runtime  also the training/inference runtime (CPU build of torch) and megatron-core
+#   scripts/setup.sh --airflow  only .venv-airflow: Airflow 3 with the providers the DAGs use, and the project
+#                               without its Spark dependencies (as a Composer environment has it), for tests/test_dag.py
+#   scripts/setup.sh --xla      only .venv-xla: the runtime on PyTorch/XLA (torch-xla pins its own torch, so it
+#                               never shares .venv); about 8 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+
+if [[ "${1:-}" == "--airflow" ]]; then
+    if [[ ! -x .venv-airflow/bin/python ]]; then
+        "$python" -m venv .venv-airflow
+    fi
+    .venv-airflow/bin/python -m pip install --quiet --upgrade pip
+    # the airflow extra of pyproject.toml (one list); the DAGs import only the pure-Python dataproc/ package
+    requirements=$(.venv-airflow/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["airflow"]))') \
+        || { echo "error: --airflow needs Python 3.11+ (tomllib)" >&2; exit 1; }
+    mapfile -t airflow_requirements <<<"$requirements"
+    .venv-airflow/bin/python -m pip install --quiet "pytest>=8" "${airflow_requirements[@]}"
+    .venv-airflow/bin/python -m pip install --quiet --no-deps --force-reinstall .
+    echo "ready: $(.venv-airflow/bin/python -c 'import airflow; print("airflow", airflow.__version__)')"
+    exit 0
+fi
+
+if [[ "${1:-}" == "--xla" ]]; then
+    [[ -x .venv-xla/bin/python ]] || "$python" -m venv .venv-xla
+    .venv-xla/bin/python -m pip install --quiet --upgrade pip
+    .venv-xla/bin/python -m pip install --quiet "torch-xla==2.9.0" "torch==2.9.*"
+    .venv-xla/bin/python -m pip install --quiet -e ".[dev,runtime]"
+    PJRT_DEVICE=CPU .venv-xla/bin/python -c 'import torch_xla; print("ready: torch_xla", torch_xla.__version__, torch_xla.device())'
+    exit 0
+fi
 
 if ! command -v java >/dev/null 2>&1; then
     echo "error: Java not found. Spark 4 needs Java 17 or newer:" >&2
@@ -18,15 +45,6 @@ if [[ -z "$java_major" || "$java_major" -lt 17 ]]; then
     exit 1
 fi
 
-python=${PYTHON:-python3}
-if [[ "${1:-}" == "--xla" ]]; then
-    [[ -x .venv-xla/bin/python ]] || "$python" -m venv .venv-xla
-    .venv-xla/bin/python -m pip install --quiet --upgrade pip
-    .venv-xla/bin/python -m pip install --quiet "torch-xla==2.9.0" "torch==2.9.*"
-    .venv-xla/bin/python -m pip install --quiet -e ".[dev,runtime]"
-    PJRT_DEVICE=CPU .venv-xla/bin/python -c 'import torch_xla; print("ready: torch_xla", torch_xla.__version__, torch_xla.device())'
-    exit 0
-fi
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
@@ -35,7 +53,9 @@ extras="dev"
 if [[ "${1:-}" == "--runtime" ]]; then
     # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
-    extras="dev,runtime"
+    # megatron-core: its IndexedDataset reads the --formats megatron output in the tests (pure Python
+    # on CPU; with torch already installed it pulls only numpy and packaging)
+    extras="dev,runtime,megatron"
 fi
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
 echo "ready: $(.venv/bin/python -c 'import pyspark; print("pyspark", pyspark.__version__)'), java $java_major"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -12,6 +13,25 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+# Optional dependencies whose tests must run, not skip (CI sets it per environment, e.g. "megatron.core").
+REQUIRED = tuple(m for m in os.environ.get("CORPUS_PREP_REQUIRE", "").split(",") if m)
+
+
+def required(skip, reason: str, module: str):
+    """``skip(reason)``, unless ``module`` is required here: then the test fails."""
+    if any(module == m or module.startswith(m + ".") for m in REQUIRED):
+        pytest.fail(f"{reason} (required by CORPUS_PREP_REQUIRE)")
+    skip(reason)
+
+
+def optional_import(module: str):
+    """Import an optional dependency, or skip the calling test module without it (fail if it is required)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        required(lambda reason: pytest.skip(reason, allow_module_level=True), f"{module} is not installed ({err})",
+                 module)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from dataproc import commands
 from dataproc.__main__ import main
 
 TARGET = commands.Target("proj", "europe-west4", "gs://bkt/corpus-prep/0.1.0/")
-PINS = ("pyarrow==26.0.1,numpy==2.4.6,scipy==1.17.1,numba==0.68.1,xxhash==4.1.0,pandas==2.3.3,"
-        "datasets==5.2.0,tokenizers==0.23.3,matplotlib==3.11.2")
+PINS = "pyarrow==26.0.1,numpy==2.4.6,scipy==1.17.1,numba==0.68.1,pandas==2.3.3,tokenizers==0.23.3,matplotlib==3.11.2"
 
 
 def test_requirements_are_exact_pins_without_pyspark():
@@ -82,7 +81,17 @@ def test_cli_dry_run_prints_the_exact_command(capsys):
     assert main(["create-cluster", "--project", "p", "--region", "r", "--artifacts", "gs://b",
                  "--worker-machine-type", "weird", "--dry-run"]) == 2
     assert "cannot size" in capsys.readouterr().err
-    assert main(["upload", "--project", "p", "--region", "r", "--artifacts", "gs://b/x", "--dry-run"]) == 0
-    assert shlex.split(capsys.readouterr().out) == ["gcloud", "storage", "cp", "dist/prepare.py",
-                                                    "dist/corpus_prep-0.1.0-py3-none-any.whl",
-                                                    "dist/corpus_prep_env.tar.gz", "gs://b/x/"]
+
+
+def test_upload_needs_the_environment_archive_only_when_it_was_built(tmp_path, capsys):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "prepare.py").write_text("")
+    (dist / "corpus_prep-0.1.0-py3-none-any.whl").write_text("")
+    upload = ["upload", "--project", "p", "--region", "r", "--artifacts", "gs://b/x", "--dist", str(dist), "--dry-run"]
+    assert main(upload) == 0  # cluster-only use: the nodes install the dependencies at creation
+    assert shlex.split(capsys.readouterr().out) == ["gcloud", "storage", "cp", f"{dist}/prepare.py",
+                                                    f"{dist}/corpus_prep-0.1.0-py3-none-any.whl", "gs://b/x/"]
+    (dist / "corpus_prep_env.tar.gz").write_text("")  # package --env-python: Serverless and spark-submit
+    assert main(upload) == 0
+    assert shlex.split(capsys.readouterr().out)[-2:] == [f"{dist}/corpus_prep_env.tar.gz", "gs://b/x/"]

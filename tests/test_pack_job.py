@@ -221,14 +221,21 @@ def test_dedup_output_trained_tokenizer_greedy_and_cap(spark, corpus, tmp_path):
     texts = [t for t in corpus["texts"] if t][:300]
     pq.write_table(pa.table({"doc_id": pa.array(range(len(texts)), pa.int64()), "text": texts}),
                    dedup / "data" / "part-0.parquet")
-    (dedup / "stats.json").write_text(json.dumps({"documents": 400, "kept": 300, "near_duplicates": 100}))
+    (dedup / "stats.json").write_text(json.dumps({"documents": 400, "kept": 300, "near_duplicates": 100,
+                                                  "input": "gs://corpus/raw/*.parquet"}))
+    (dedup / "_SUCCESS").write_text("")
     cap = 40
     cfg = PackConfig(input=InputConfig(path=str(dedup)), output=str(tmp_path / "out"), seq_len=SEQ_LEN,
                      tokenizer=TokenizerConfig(train=True, vocab_size=320, min_frequency=1),
                      packing="greedy", formats=("parquet",), max_doc_tokens=cap, target_shard_bytes=16_000)
     result = run_pack(cfg, spark=spark)
     manifest = load_manifest(result.output)
-    assert manifest["dedup_stats"] == {"documents": 400, "kept": 300, "near_duplicates": 100}
+    assert manifest["dedup_stats"]["kept"] == 300
+    # provenance: rows name the dedup job's doc ids; the source is the corpus the dedup job read
+    row_ids = {i for f in glob.glob(f"{result.output}/parquet/*.parquet")
+               for ids in pq.read_table(f).column("doc_ids").to_pylist() for i in ids}
+    assert row_ids == set(range(len(texts)))
+    assert list(manifest["source"]["by_source"]) == ["gs://corpus/raw/*.parquet"]
     assert manifest["source"]["read"].endswith("/data") and manifest["source"]["text_column"] == "text"
     assert manifest["packing"] == "greedy" and list(manifest["shards"]) == ["parquet"]
     assert manifest["totals"]["shards"] > 1  # sized by the byte target

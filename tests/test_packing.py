@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 
@@ -13,8 +14,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from pipelines.pack.shards import ShardSpec, parquet_bytes, tfrecord_bytes
-from schemas.packed import ManifestError, shard_schema, validate_manifest
-from udfs.packing import (BEST_FIT, GREEDY, best_fit_decreasing, next_fit, pack, permute_rows,
+from schemas.packed import FEATURE_NAMES, ManifestError, shard_schema, validate_manifest
+from udfs import megatron
+from udfs.packing import (BEST_FIT, GREEDY, best_fit_decreasing, next_fit, next_token_targets, pack, permute_rows,
                           split_pieces, unpack_segments)
 from udfs.tfrecord import decode_example
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, build_streams, tokenize_batch
@@ -194,10 +196,11 @@ def test_parquet_and_tfrecord_hold_the_same_rows(dtype, high):
     tokens[0] = high
     np_dtype = np.uint16 if dtype == "uint16" else np.int32
     rows = pack(tokens, lengths, 16, 0, BEST_FIT, np_dtype)
-    table = pq.read_table(io.BytesIO(parquet_bytes(rows, _spec(dtype))))
+    doc_ids = rows.segment_values(np.arange(len(lengths), dtype=np.int64) * 7 - 50)
+    table = pq.read_table(io.BytesIO(parquet_bytes(rows, _spec(dtype), doc_ids)))
     assert table.schema.equals(shard_schema(dtype))
-    assert parquet_bytes(rows, _spec(dtype)) == parquet_bytes(rows, _spec(dtype))
-    data, records = tfrecord_bytes(rows), []
+    assert parquet_bytes(rows, _spec(dtype), doc_ids) == parquet_bytes(rows, _spec(dtype), doc_ids)
+    data, records = tfrecord_bytes(rows, _spec(dtype), doc_ids), []
     pos = 0
     while pos < len(data):
         n = int.from_bytes(data[pos:pos + 8], "little")
@@ -208,6 +211,8 @@ def test_parquet_and_tfrecord_hold_the_same_rows(dtype, high):
         parquet_rows = np.array(table.column(name).to_pylist())
         assert np.array_equal(parquet_rows, np.stack([r[name] for r in records]))
     assert int(np.array(table.column("input_ids").to_pylist()).max()) == high
+    assert table.column("doc_ids").to_pylist() == [r["doc_ids"].tolist() for r in records]
+    assert [len(d) for d in table.column("doc_ids").to_pylist()] == [int(s.max()) for s in rows.segment_ids]
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,7 +222,7 @@ def test_parquet_and_tfrecord_hold_the_same_rows(dtype, high):
 def _manifest():
     shard = {"rows": 2, "tokens": 30, "padding_tokens": 2, "documents": 3, "sha256": "0" * 64, "bytes": 10}
     return {
-        "format_version": 1, "seq_len": 16, "vocab_size": 500, "token_dtype": "uint16", "pad_id": 0,
+        "format_version": 2, "seq_len": 16, "vocab_size": 500, "token_dtype": "uint16", "pad_id": 0,
         "eos_id": 1, "bos_id": None, "tokenizer": "tokenizer.json", "tokenizer_sha256": "a" * 64,
         "packing": "best-fit",
         "shards": {"parquet": [dict(shard, file="parquet/part-00000.parquet")],
@@ -248,3 +253,90 @@ def test_manifest_validator_rejects(breakage, needle):
     breakage(manifest)
     with pytest.raises(ManifestError, match=needle.replace("+", r"\+")):
         validate_manifest(manifest)
+
+
+# ---------------------------------------------------------------------------------------
+# Provenance, feature names, Megatron files
+
+
+@pytest.mark.parametrize("method", [BEST_FIT, GREEDY])
+def test_every_segment_names_its_document_also_after_shuffling(method):
+    tokens, lengths = _docs(11, 300, 64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ids = np.arange(len(lengths)) * 3 + 1000  # any int64 ids
+    for rows in (pack(tokens, lengths, 64, 0, method, np.int32),
+                 permute_rows(pack(tokens, lengths, 64, 0, method, np.int32), (5, 2))):
+        values, offsets = rows.segment_values(ids)
+        assert offsets[-1] == rows.pieces
+        for r in range(rows.rows):
+            named = values[offsets[r]:offsets[r + 1]]
+            seg, row_ids = rows.segment_ids[r], rows.input_ids[r]
+            assert len(named) == int(seg.max())
+            for k, doc_id in enumerate(named, start=1):
+                doc = (doc_id - 1000) // 3
+                piece, where = row_ids[seg == k], rows.positions[r][seg == k]
+                document = tokens[starts[doc]:starts[doc] + lengths[doc]]
+                # the piece is a seq_len-aligned slice of the document it names
+                assert any(np.array_equal(piece, document[o:o + len(piece)]) for o in range(0, len(document), 64))
+                assert where[0] == 0
+
+
+def test_next_token_targets_against_a_plain_loop():
+    rows = pack(*_docs(4, 120, 32), 32, 0, BEST_FIT, np.int32)
+    targets, target_segments = next_token_targets(rows.input_ids, rows.segment_ids, pad_id=9)
+    for r in range(rows.rows):
+        ids, seg = rows.input_ids[r].tolist(), rows.segment_ids[r].tolist()
+        for i in range(32):
+            has_next = i + 1 < 32 and seg[i] > 0 and seg[i + 1] == seg[i]
+            assert targets[r, i] == (ids[i + 1] if has_next else 9)
+            assert target_segments[r, i] == (seg[i] if has_next else 0)
+
+
+@pytest.mark.parametrize("scheme,columns", [
+    ("default", ["input_ids", "segment_ids", "positions"]),
+    ("seqio", ["targets", "targets_segment_ids", "targets_positions"]),
+    ("maxtext", ["inputs", "inputs_segmentation", "inputs_position", "targets", "targets_segmentation",
+                 "targets_position"]),
+])
+def test_feature_names_name_the_shard_columns(scheme, columns):
+    rows = pack(*_docs(2, 50, 16), 16, 0, BEST_FIT, np.uint16)
+    spec = dataclasses.replace(_spec("uint16"), feature_names=scheme)
+    table = pq.read_table(io.BytesIO(parquet_bytes(rows, spec, rows.segment_values(np.arange(50)))))
+    assert table.column_names == [*columns, "doc_ids"]
+    assert table.schema.equals(shard_schema("uint16", scheme))
+    first = np.array(table.column(columns[0]).to_pylist())
+    assert np.array_equal(first, rows.input_ids)
+
+
+def test_megatron_index_round_trip_and_layout():
+    lengths = np.array([3, 1, 70000, 5])
+    data = megatron.index_bytes(lengths, np.uint16)
+    assert data[:9] == b"MMIDIDX\x00\x00" and int.from_bytes(data[9:17], "little") == 1 and data[17] == 8
+    assert int.from_bytes(data[18:26], "little") == 4 and int.from_bytes(data[26:34], "little") == 5
+    dtype, got_lengths, pointers, documents = megatron.read_index(data)
+    assert dtype == np.uint16 and got_lengths.tolist() == lengths.tolist()
+    assert pointers.tolist() == [0, 6, 8, 140008] and documents.tolist() == [0, 1, 2, 3, 4]
+    assert megatron.read_index(megatron.index_bytes(lengths, np.int32))[2].tolist() == [0, 12, 16, 280016]
+    with pytest.raises(ValueError, match="header implies"):
+        megatron.read_index(data[:-1])
+    tokens = np.arange(10, dtype=np.int64)
+    assert np.array_equal(np.frombuffer(megatron.data_bytes(tokens, np.uint16), "<u2"), tokens)
+
+
+def test_manifest_validator_checks_features_and_megatron():
+    manifest = copy.deepcopy(_manifest())
+    manifest["features"] = {"scheme": "seqio", "columns": FEATURE_NAMES["seqio"], "doc_ids": "doc_ids"}
+    file = {"prefix": "megatron/part-00000", "file": "megatron/part-00000.bin", "idx_file": "megatron/part-00000.idx",
+            "documents": 3, "tokens": 30, "sha256": "0" * 64, "bytes": 60, "idx_sha256": "0" * 64, "idx_bytes": 99}
+    manifest["megatron"] = {"documents": 3, "tokens": 30, "files": [file]}
+    validate_manifest(manifest)
+    only_megatron = dict(copy.deepcopy(manifest), shards={})
+    validate_manifest(only_megatron)
+    for breakage, needle in [(lambda m: m["features"].update(scheme="t5x"), "features.scheme"),
+                             (lambda m: m["features"]["columns"].update(targets="positions"), "do not match"),
+                             (lambda m: m["megatron"]["files"][0].update(tokens=29), "megatron.tokens"),
+                             (lambda m: m["megatron"]["files"][0].update(idx_file="x.idx"), "megatron.files")]:
+        broken = copy.deepcopy(manifest)
+        breakage(broken)
+        with pytest.raises(ManifestError, match=needle):
+            validate_manifest(broken)

@@ -73,6 +73,17 @@ def test_first_run_writes_every_stage_and_the_report(first_run):
     assert (out / "dedup" / "report.html").exists() and (out / "dedup" / "report" / "clusters.json").exists()
 
 
+def test_report_command_rebuilds_the_page_of_an_existing_run(first_run, capsys):
+    from jobs.__main__ import main
+
+    out, _ = first_run
+    (out / "report.html").unlink()
+    assert main(["report", "--output", str(out), "--quiet"]) == 0
+    assert f"report: {out}/report.html" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert 'src="report/pack_fill.png"' in page and 'src="dedup/report/s_curve.png"' in page
+
+
 def test_rerun_skips_verified_stages_and_changed_settings_redo_only_what_they_affect(spark, corpus, first_run):
     out, first = first_run
     again = run_prepare(_cfg(corpus, out), spark)
@@ -125,7 +136,9 @@ def test_cli_errors_are_one_line(spark, corpus, tmp_path, capsys):
     code = main(["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "run"), "--tokenizer",
                  corpus["tokenizer"], "--stages", "dedup"])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and "does not exist" in err and "Traceback" not in err
+    # the progress log comes first on stderr; the error is its one last line
+    assert code == 2 and err.splitlines()[-1].startswith("error: ") and "does not exist" in err
+    assert "Traceback" not in err
     with pytest.raises(SystemExit):
         main(["--input", "x", "--output", "y", "--stages", "dedup,train"])
     assert "choose from dedup,pack,report" in capsys.readouterr().err

@@ -30,7 +30,7 @@ No token is ever dropped: every token of every document lands in exactly one row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -48,6 +48,10 @@ class PackedRows:
     pieces: int
     documents: int
     documents_split: int
+    # provenance: the input document (index into ``lengths``) of every segment, row by row in
+    # segment order, and how many segments each row has
+    segment_doc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    row_segments: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def rows(self) -> int:
@@ -56,6 +60,12 @@ class PackedRows:
     @property
     def padding_tokens(self) -> int:
         return self.rows * int(self.input_ids.shape[1]) - self.tokens
+
+    def segment_values(self, per_document: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, row_offsets)``: ``per_document[d]`` of each segment's document, row by row."""
+        offsets = np.zeros(self.rows + 1, dtype=np.int64)
+        np.cumsum(self.row_segments, out=offsets[1:])
+        return per_document[self.segment_doc], offsets
 
 
 @njit(cache=True, nogil=True)
@@ -208,15 +218,36 @@ def pack(tokens: np.ndarray, lengths: np.ndarray, seq_len: int, pad_id: int,
     seg_ids = np.zeros((n_rows, seq_len), dtype=np.uint16)
     positions = np.zeros((n_rows, seq_len), dtype=np.uint16)
     _assemble(np.ascontiguousarray(tokens), start, length, row, offset, segment, ids, seg_ids, positions)
+    by_slot = np.lexsort((segment, row))  # pieces in row order, segments in order within a row
     return PackedRows(ids, seg_ids, positions, tokens=int(lengths.sum()), pieces=int(length.shape[0]),
-                      documents=int(lengths.shape[0]), documents_split=int((lengths > seq_len).sum()))
+                      documents=int(lengths.shape[0]), documents_split=int((lengths > seq_len).sum()),
+                      segment_doc=doc[by_slot], row_segments=np.bincount(row, minlength=n_rows).astype(np.int64))
 
 
 def permute_rows(rows: PackedRows, seed: tuple[int, ...]) -> PackedRows:
     """Shuffle rows with a seeded generator (BFD emits long pieces first; trainers read in order)."""
     perm = np.random.Generator(np.random.PCG64(list(seed))).permutation(rows.rows)
+    offsets = np.zeros(rows.rows + 1, dtype=np.int64)
+    np.cumsum(rows.row_segments, out=offsets[1:])
+    counts = rows.row_segments[perm]
+    new_starts = np.cumsum(counts) - counts
+    # segment j of new row i comes from old slot offsets[perm[i]] + j
+    take = np.repeat(offsets[perm], counts) + np.arange(int(counts.sum())) - np.repeat(new_starts, counts)
+    segment_doc = rows.segment_doc[take]
     return PackedRows(rows.input_ids[perm], rows.segment_ids[perm], rows.positions[perm], rows.tokens,
-                      rows.pieces, rows.documents, rows.documents_split)
+                      rows.pieces, rows.documents, rows.documents_split, segment_doc, rows.row_segments[perm])
+
+
+def next_token_targets(input_ids: np.ndarray, segment_ids: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets, target_segment_ids)``: each slot's next token within its segment, as a trainer that
+    shifts before packing (MaxText) sees them. A segment's last slot has no next token: ``pad_id``
+    and segment 0, which the loss skips (the rest of a split document is in another row)."""
+    targets = np.full_like(input_ids, pad_id)
+    target_segments = np.zeros_like(segment_ids)
+    same = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, :-1] > 0)
+    targets[:, :-1][same] = input_ids[:, 1:][same]
+    target_segments[:, :-1][same] = segment_ids[:, :-1][same]
+    return targets, target_segments
 
 
 def unpack_segments(input_ids: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:

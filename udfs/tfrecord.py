@@ -203,27 +203,41 @@ def _framed_examples(values, offsets, names, name_offsets, tables):
     return out
 
 
-def example_records(features: dict[str, np.ndarray]) -> np.ndarray:
-    """TFRecord file contents (uint8): one framed ``tf.train.Example`` per row of the 2-D arrays.
+def example_records(features: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """TFRecord file contents (uint8): one framed ``tf.train.Example`` per row.
 
-    Every array has the same number of rows; features are written in dict order, each row's
+    A feature is a 2-D array (one row per record) or, for rows of different lengths,
+    ``(values, row_offsets)`` with row ``r`` at ``values[row_offsets[r]:row_offsets[r + 1]]``.
+    Every feature has the same number of rows; features are written in dict order, each row's
     values as a packed ``int64_list``. One Numba pass for a whole shard.
     """
-    mats = [np.asarray(m) for m in features.values()]
-    return _records(features, mats[0].shape[0] if mats else 0)
+    first = next(iter(features.values()), None)
+    n = 0 if first is None else (len(first[1]) - 1 if isinstance(first, tuple) else np.asarray(first).shape[0])
+    return _records(features, n)
 
 
-def _records(features: dict[str, np.ndarray], n: int) -> np.ndarray:
-    mats = [np.asarray(m) for m in features.values()]
-    if any(m.ndim != 2 or m.shape[0] != n for m in mats):
+def _flat(feature, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, row_offsets)`` of a 2-D array or of a ragged ``(values, row_offsets)`` pair."""
+    if isinstance(feature, tuple):
+        values, offsets = np.asarray(feature[0]).reshape(-1), np.asarray(feature[1], dtype=np.int64)
+        if offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != values.size or np.any(np.diff(offsets) < 0):
+            raise ValueError("ragged feature offsets do not cover its values row by row")
+        return values, offsets
+    m = np.asarray(feature)
+    if m.ndim != 2 or m.shape[0] != n:
         raise ValueError("features must be 2-D arrays with the same number of rows")
-    values = np.empty(sum(m.size for m in mats), dtype=np.int64)
-    offsets = np.empty((len(mats), n + 1), dtype=np.int64)
+    return m.reshape(-1), np.arange(n + 1, dtype=np.int64) * m.shape[1]
+
+
+def _records(features: dict, n: int) -> np.ndarray:
+    flats = [_flat(feature, n) for feature in features.values()]
+    values = np.empty(sum(v.size for v, _ in flats), dtype=np.int64)
+    offsets = np.empty((len(flats), n + 1), dtype=np.int64)
     base = 0
-    for f, m in enumerate(mats):
-        values[base:base + m.size] = m.reshape(-1)
-        offsets[f] = base + np.arange(n + 1, dtype=np.int64) * m.shape[1]
-        base += m.size
+    for f, (v, row_offsets) in enumerate(flats):
+        values[base:base + v.size] = v
+        offsets[f] = base + row_offsets
+        base += v.size
     encoded = [name.encode("utf-8") for name in features]
     names = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     name_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)

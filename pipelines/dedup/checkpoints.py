@@ -74,6 +74,7 @@ class Checkpoints:
     spark: SparkSession
     out: OutputDir
     reused: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # per checkpoint, as committed (for progress lines)
     discarded: list[str] = field(default_factory=list)  # found but incomplete or corrupt
     _trusted: bool = True
 
@@ -84,6 +85,7 @@ class Checkpoints:
             stored = self._verified(path, df, previous)
             if stored is not None:
                 self.reused.append(name)
+                self.rows[name] = int(previous["rows"])
                 return stored
         if self.out.exists(path):
             self.discarded.append(name)
@@ -97,6 +99,7 @@ class Checkpoints:
                         "will be recomputed too", name)
             self._trusted = False
         self.out.write_text(f"_work/{name}/{MARKER}", json.dumps({"rows": rows, "checksum": checksum}))
+        self.rows[name] = int(rows)
         return written
 
     def _marker(self, name: str) -> dict | None:

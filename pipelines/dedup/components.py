@@ -26,6 +26,7 @@ in the round's input: the one test covers both steps.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ from pyspark.sql import functions as F
 from pipelines.config import DedupConfig
 from pipelines.dedup.skew import hub_join
 from schemas.tables import DOC_ID
+
+log = logging.getLogger("corpus_prep.dedup")
 
 
 @dataclass
@@ -53,6 +56,7 @@ def canonical(edges: DataFrame) -> DataFrame:
 class StarShape:
     converged: bool  # the edges are a forest of stars centred on their minimum ids
     max_degree: int
+    edges: int = 0
 
 
 def star_shape(edges: DataFrame) -> StarShape:
@@ -61,10 +65,11 @@ def star_shape(edges: DataFrame) -> StarShape:
         edges.select(F.col("dst").alias("node"), F.lit(0).alias("out")))
     nodes = ends.groupBy("node").agg(F.sum("out").alias("out"), F.count(F.lit(1)).alias("degree"))
     row = nodes.agg(F.max("out").alias("max_out"), F.max("degree").alias("max_degree"),
-                    F.count_if((F.col("out") > 0) & (F.col("degree") > F.col("out"))).alias("middle")).first()
+                    F.count_if((F.col("out") > 0) & (F.col("degree") > F.col("out"))).alias("middle"),
+                    F.sum("out").alias("edges")).first()  # every edge adds 1 to its src's out
     if row["max_out"] is None:  # no edges
         return StarShape(True, 0)
-    return StarShape(row["max_out"] <= 1 and row["middle"] == 0, row["max_degree"])
+    return StarShape(row["max_out"] <= 1 and row["middle"] == 0, row["max_degree"], int(row["edges"]))
 
 
 def large_star(edges: DataFrame, hub_degree: int | None) -> DataFrame:
@@ -94,6 +99,7 @@ def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str]
     """
     current = checkpoint(canonical(edges), "cc-input")
     shape = star_shape(current)
+    _log_round(0, shape)
     rounds = 0
     while not shape.converged:
         if rounds >= max_rounds:
@@ -102,8 +108,15 @@ def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str]
         hubs = hub_degree if shape.max_degree >= hub_degree else None
         current = checkpoint(small_star(large_star(current, hubs), hubs), f"cc-round-{rounds:03d}")
         shape = star_shape(current)
+        _log_round(rounds, shape)
     # A forest of stars: each leaf (src) points at its centre (dst), the component's minimum.
     centres = current.select(F.col("dst").alias(DOC_ID)).distinct()
     labels = current.select(F.col("src").alias(DOC_ID), F.col("dst").alias("root")).unionByName(
         centres.select(DOC_ID, F.col(DOC_ID).alias("root")))
     return Components(labels, rounds)
+
+
+def _log_round(rounds: int, shape: StarShape) -> None:
+    """One line per round (round 0: the input graph), from the aggregate the round runs anyway."""
+    log.info("dedup components round %d: %s edges, largest degree %s, %s", rounds, f"{shape.edges:,}",
+             f"{shape.max_degree:,}", "converged" if shape.converged else "not converged")

@@ -77,19 +77,21 @@ def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
 
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
     spark = spark or get_spark(cfg.spark)
-    timer = StageTimer()
+    timer = StageTimer("dedup", spark)
     settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
     checkpoint = Checkpoints(spark, out)
     try:
         stats, sigs = _run(spark, cfg, out, checkpoint, timer)
-        stats["stage_seconds"] = timer.seconds
+        stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        write_dedup_report(spark, cfg, out, stats, sigs)  # report.html + report/ beside stats.json
-        out.delete(out.path("_work"))
-        out.publish()
+        with timer.stage("report"):
+            write_dedup_report(spark, cfg, out, stats, sigs)  # report.html + report/ beside stats.json
+        with timer.stage("publish"):
+            out.delete(out.path("_work"))
+            out.publish()
     except BaseException as err:
         # Verified checkpoints outlive a failed run (a rerun reuses them), unless the input or the
         # result itself was at fault.
@@ -101,7 +103,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
          timer: StageTimer) -> tuple[dict, DataFrame]:
     """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
-    with timer.stage("read"):
+    with timer.stage("read") as progress:
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
             log.warning(note)
@@ -110,9 +112,10 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
         rejected.write.parquet(out.path("rejected"))
         n_rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
+        progress.note(rejected=n_rejected)
 
     bands, rows = choose_bands_rows(cfg)
-    with timer.stage("signatures"):
+    with timer.stage("signatures") as progress:
         carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
         sigs = checkpoint(signature_scan(documents, corpus.text_column, cfg.minhash, bands, rows, carry),
                           "signatures")
@@ -127,8 +130,11 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
         ).first()
         n_documents = text_counts["documents"]
+        progress.rows_out = n_documents
+        progress.note(empty=text_counts["empty"])
 
-    with timer.stage("exact"):
+    with timer.stage("exact") as progress:
+        progress.rows_in = n_documents
         # ranks: (doc_id, rank) for survivor choice; None when all documents rank equal
         # (smallest id wins), which needs no join at all.
         non_empty = sigs.filter(F.col("normalized_length") > 0)
@@ -147,19 +153,23 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
         lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
 
-    with timer.stage("lsh"):
+    with timer.stage("lsh") as progress:
         parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
         candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
-    with timer.stage("verify"):
+        progress.rows_out = checkpoint.rows.get("candidates")
+    with timer.stage("verify") as progress:
+        progress.rows_in = checkpoint.rows.get("candidates")
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
         scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
         verification = verify_edges(scored, documents, corpus.text_column, cfg.lsh, cfg.minhash,
                                     cfg.broadcast_removed_ids, checkpoint)
         kept_edges = verification.edges
-    with timer.stage("components"):
+    with timer.stage("components") as progress:
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
                                           cfg.hub_degree)
+        progress.rows_in = checkpoint.rows.get("cc-input")
+        progress.note(rounds=components.rounds)
 
     with timer.stage("survivors"):
         survivors = checkpoint(cluster_survivors(components.labels, ranks, cfg.hub_degree), "survivors")
@@ -180,7 +190,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         kept = filter_ids(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids, keep=False)
         kept.write.parquet(out.path("data"))
 
-    with timer.stage("check"):
+    with timer.stage("check") as progress:
         written = spark.read.schema(kept.schema).parquet(out.path("data"))
         counts = _check_accounting(written, duplicates, n_documents)
         sizes = cluster_sizes(duplicates)
@@ -191,6 +201,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
                                  F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
         n_verified = kept_edges.count()
         exact_counts = _exact_counts(verification.exact, cfg.lsh.threshold)
+        progress.rows_in = n_documents
+        progress.rows_out = counts["kept"]
+        progress.note(exact_duplicates=counts["exact"], near_duplicates=counts["near"])
 
     stats = {
         "input": cfg.input.path,

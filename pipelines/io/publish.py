@@ -1,10 +1,14 @@
 """Atomic publication of an output directory through Hadoop's FileSystem API.
 
 A job writes everything under a staging directory beside the final path
-(``.NAME.staging-KEY``), writes ``_SUCCESS`` there only after its own checks pass, and
-renames the whole directory into place. A crashed run therefore never leaves a directory at ``--output`` that
-looks complete, and the same code works for local paths, HDFS and ``gs://`` (where the rename
-is a copy, but ``_SUCCESS`` still marks completion).
+(``.NAME.staging-KEY``), renames the whole directory into place once its own checks pass, and
+writes ``_SUCCESS`` into the final directory last. On HDFS or a local disk the rename is atomic;
+on ``gs://`` it is a copy of every object followed by a delete, so a marker carried by the copy
+could land before the data does. Written last, ``_SUCCESS`` is present only once every file is in
+place: a crash at any point leaves an output without it, which every reader here refuses
+(``prepare`` stage checks, the pack job reading a dedup output, ``schemas.packed.load_manifest``
+and through it the training runtime). When an old output is replaced, its ``_SUCCESS`` is removed
+before it is moved aside.
 
 ``KEY`` is random unless the caller names the run: a job that passes a fingerprint of its input
 and settings finds the staging directory of an earlier crashed run of the same command
@@ -18,6 +22,9 @@ from __future__ import annotations
 import uuid
 
 from pyspark.sql import SparkSession
+
+
+SUCCESS = "_SUCCESS"
 
 
 class OutputExists(FileExistsError):
@@ -79,21 +86,26 @@ class OutputDir:
         self._fs.delete(self._Path(path), True)
 
     def publish(self) -> str:
-        """Move staging into place (replacing an old output if allowed), then mark success."""
+        """Move staging into place (replacing an old output if allowed), then mark success: ``_SUCCESS`` last."""
         final_path = self._Path(self.final)
-        self._fs.create(self._Path(self.path("_SUCCESS")), True).close()
+        self._fs.delete(self._Path(self.path(SUCCESS)), False)  # only ever written in the final place
         old = None
         if self._fs.exists(final_path):
             if not self.overwrite:
                 raise OutputExists(f"output {self.final!r} appeared while the job ran")
+            self._fs.delete(self._Path(f"{self.final}/{SUCCESS}"), False)  # incomplete from here on
             old = self._Path(f"{self._parent}/.{self._name}.replaced-{self.run_id}")
             if not self._fs.rename(final_path, old):
                 raise OSError(f"could not move the old output {self.final!r} aside")
         if not self._fs.rename(self._Path(self.staging), final_path):
             raise OSError(f"could not rename {self.staging!r} to {self.final!r}")
+        self._mark_success()
         if old is not None:
             self._fs.delete(old, True)
         return self.final
+
+    def _mark_success(self) -> None:
+        self._fs.create(self._Path(f"{self.final}/{SUCCESS}"), True).close()
 
     def abandon(self, keep_work: bool = False) -> None:
         """Remove the staging directory after a failure (all but ``_work`` if ``keep_work``)."""

@@ -9,14 +9,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pipelines.cli import add_input_arguments
+from pipelines.cli import add_input_arguments, add_spark_arguments
+from pipelines.logs import add_logging_arguments
 from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
 
 HELP = {
     "seq_len": "tokens per packed row",
     "overwrite": "replace an existing output directory",
     "packing": "best-fit (best-fit decreasing) or greedy (next-fit: pad when the next piece does not fit)",
-    "formats": "comma-separated shard formats: parquet,tfrecord",
+    "formats": "comma-separated output formats: parquet and tfrecord (packed rows), megatron (the documents "
+               "unpacked, Megatron-LM/NeMo .bin/.idx per shard)",
+    "feature_names": "column names of the packed rows: default (input_ids, segment_ids, positions), seqio "
+                     "(targets, targets_segment_ids, targets_positions) or maxtext (inputs/targets with "
+                     "*_segmentation, *_position; targets shifted by one)",
+    "source_column": "column whose values count as sources in the manifest's per-source token counts (default: "
+                     "the input file; for a dedup output, the corpus it read)",
     "target_shard_bytes": "target uncompressed payload per shard, bytes (suffixes k, M, G allowed)",
     "num_shards": "write exactly this many shards instead of sizing them by --target-shard-bytes",
     "max_doc_tokens": "cap per document (content beyond it is dropped and counted; EOS is kept)",
@@ -41,6 +48,7 @@ FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-
          ("tokenizer", "model"): "--tokenizer-model"}
 CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"]}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
+CHOICES = {"packing": ["best-fit", "greedy"], "feature_names": ["default", "seqio", "maxtext"]}
 
 
 def parse_size(text: str) -> int:
@@ -81,7 +89,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
         shown = ",".join(default) if isinstance(default, tuple) else default
         extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
         parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
-                            help=f"{help_text} (default: {shown})", **extra)
+                            help=help_text if default is None else f"{help_text} (default: {shown})", **extra)
 
 
 def pack_parser() -> argparse.ArgumentParser:
@@ -94,11 +102,8 @@ def pack_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
     _add_fields(p, PackConfig, "pack", skip={"input", "output", "tokenizer", "spark"})
     _add_fields(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", skip=set())
-    s = SparkConfig()
-    spark = p.add_argument_group("spark")
-    spark.add_argument("--master", default=s.master, help="Spark master (default: spark-submit's, or local[*])")
-    spark.add_argument("--shuffle-partitions", type=int, default=s.shuffle_partitions)
-    spark.add_argument("--driver-memory", default=s.driver_memory)
+    add_spark_arguments(p.add_argument_group("spark"))
+    add_logging_arguments(p)
     return p
 
 

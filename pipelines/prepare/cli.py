@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import dedup_config, dedup_parser, spark_config
-from pipelines.config import PREPARE_STAGES, PrepareConfig
+from pipelines.cli import add_spark_arguments, dedup_config, dedup_parser, spark_config
+from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
+from pipelines.logs import add_logging_arguments
 from pipelines.pack.cli import pack_config, pack_parser
 
 RENAMED = {"--seed": "--pack-seed"}
@@ -57,8 +58,23 @@ def prepare_parser() -> argparse.ArgumentParser:
 def prepare_config(args: argparse.Namespace) -> PrepareConfig:
     output = args.output.rstrip("/")
     values = vars(args)
-    dedup = dedup_config(argparse.Namespace(**{**values, "output": f"{output}/dedup", "overwrite": True}))
-    pack = pack_config(argparse.Namespace(**{**values, "input": f"{output}/dedup", "input_format": "auto",
-                                             "output": f"{output}/pack", "pack__overwrite": True}))
+    dedup = dedup_config(argparse.Namespace(**{**values, "output": stage_dir(output, "dedup"), "overwrite": True}))
+    pack = pack_config(argparse.Namespace(**{**values, "input": stage_dir(output, "dedup"), "input_format": "auto",
+                                             "output": stage_dir(output, "pack"), "pack__overwrite": True}))
     return PrepareConfig(output=output, dedup=dedup, pack=pack, stages=args.stages, force=args.force,
                          spark=spark_config(args, "corpus-prep"))
+
+
+def report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobs/report.py",
+        description="Write OUTPUT/report.html (and OUTPUT/report/*.png) from the verified dedup and pack outputs of "
+                    "an earlier jobs/prepare.py run; the same page as prepare --stages report, without its options.")
+    p.add_argument("--output", required=True, help="run directory of jobs/prepare.py (dedup/, pack/)")
+    add_spark_arguments(p)
+    add_logging_arguments(p)
+    return p
+
+
+def report_config(args: argparse.Namespace) -> ReportConfig:
+    return ReportConfig(output=args.output.rstrip("/"), spark=spark_config(args, "corpus-prep-report"))

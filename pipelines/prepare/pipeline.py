@@ -15,13 +15,14 @@ from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import PrepareConfig
+from pipelines.config import PrepareConfig, ReportConfig, stage_dir
 from pipelines.dedup.pipeline import run_dedup
 from pipelines.pack.pipeline import run_pack
 from pipelines.prepare import stages as st
 from pipelines.prepare.fs import Fs
 from pipelines.report.prepare import write_prepare_report
 from pipelines.spark_session import get_spark
+from pipelines.timing import StageTimer
 
 log = logging.getLogger("corpus_prep.prepare")
 
@@ -61,16 +62,20 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     spark = spark or get_spark(cfg.spark)
     fs = Fs(spark)
     result = PrepareResult(cfg.output)
+    timer = StageTimer("prepare", spark)
     if "dedup" in cfg.stages:
-        _stage(result, fs, cfg, "dedup", lambda: _dedup(spark, fs, cfg))
+        with timer.stage("dedup"):
+            _stage(result, fs, cfg, "dedup", lambda: _dedup(spark, fs, cfg))
     elif "pack" in cfg.stages or "report" in cfg.stages:
-        result.stats, _ = _upstream(spark, fs, cfg, required="pack" in cfg.stages)
+        result.stats, _ = _upstream(spark, fs, cfg.output, cfg.dedup.output, required="pack" in cfg.stages)
     if "pack" in cfg.stages:
-        _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg))
+        with timer.stage("pack"):
+            _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg))
     elif "report" in cfg.stages:
-        result.manifest = _existing_pack(fs, cfg)
+        result.manifest = _existing_pack(fs, cfg.pack.output)
     if "report" in cfg.stages:
-        result.report = write_prepare_report(fs, cfg.output, result)
+        with timer.stage("report"):
+            result.report = write_prepare_report(fs, cfg.output, result)
     return result
 
 
@@ -129,13 +134,14 @@ def _dedup(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
     return _finish(fs, cfg, "dedup", fingerprint, stamp, seconds, stats["stage_seconds"], reason), stats
 
 
-def _upstream(spark: SparkSession, fs: Fs, cfg: PrepareConfig, required: bool) -> tuple[dict | None, str | None]:
+def _upstream(spark: SparkSession, fs: Fs, output: str, dedup_root: str, required: bool
+              ) -> tuple[dict | None, str | None]:
     """The dedup output the pack stage reads, verified and matching its record."""
-    record = st.read_record(fs, cfg.output, "dedup")
+    record = st.read_record(fs, output, "dedup")
     try:
-        stats, stamp = st.verify_dedup(spark, fs, cfg.dedup.output)
+        stats, stamp = st.verify_dedup(spark, fs, dedup_root)
         if record is None or record.get("stamp") != stamp:
-            raise st.StageInvalid(f"{cfg.dedup.output} was not produced by this pipeline's dedup stage")
+            raise st.StageInvalid(f"{dedup_root} was not produced by this pipeline's dedup stage")
     except st.StageInvalid as exc:
         if required:
             raise PrepareError(f"the pack stage reads the dedup output, which is not usable: {exc}; "
@@ -146,7 +152,7 @@ def _upstream(spark: SparkSession, fs: Fs, cfg: PrepareConfig, required: bool) -
 
 def _pack(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
     root = cfg.pack.output
-    _, upstream = _upstream(spark, fs, cfg, required=True)
+    _, upstream = _upstream(spark, fs, cfg.output, cfg.dedup.output, required=True)
     fingerprint = st.pack_fingerprint(fs, cfg.pack, upstream)
     outcome, manifest, reason = _reuse(fs, cfg, "pack", fingerprint, lambda: st.verify_pack(fs, root))
     if outcome:
@@ -160,8 +166,20 @@ def _pack(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
     return _finish(fs, cfg, "pack", fingerprint, stamp, seconds, stage_seconds, reason), result.manifest
 
 
-def _existing_pack(fs: Fs, cfg: PrepareConfig) -> dict | None:
+def _existing_pack(fs: Fs, pack_root: str) -> dict | None:
     try:
-        return st.verify_pack(fs, cfg.pack.output)[0]
+        return st.verify_pack(fs, pack_root)[0]
     except st.StageInvalid:
         return None
+
+
+def run_report(cfg: ReportConfig, spark: SparkSession | None = None) -> PrepareResult:
+    """The run report of ``cfg.output`` as ``prepare --stages report`` writes it, from the outputs that verify."""
+    spark = spark or get_spark(cfg.spark)
+    fs = Fs(spark)
+    result = PrepareResult(cfg.output)
+    with StageTimer("prepare", spark).stage("report"):
+        result.stats, _ = _upstream(spark, fs, cfg.output, stage_dir(cfg.output, "dedup"), required=False)
+        result.manifest = _existing_pack(fs, stage_dir(cfg.output, "pack"))
+        result.report = write_prepare_report(fs, cfg.output, result)
+    return result

@@ -98,10 +98,12 @@ def verify_pack(fs: Fs, root: str) -> tuple[dict, str]:
 def _check_sizes(fs: Fs, root: str, manifest: dict) -> None:
     """On object stores reading every shard back is costly; sizes catch missing and truncated files."""
     sizes = {os.path.relpath(f.path, root.rstrip("/")): f.size for f in fs.files(root)}
-    for entries in manifest["shards"].values():
-        for e in entries:
-            if sizes.get(e["file"]) != e["bytes"]:
-                raise StageInvalid(f"{root}/{e['file']}: {sizes.get(e['file'])} bytes, manifest says {e['bytes']}")
+    files = [(e["file"], e["bytes"]) for entries in manifest["shards"].values() for e in entries]
+    files += [(e[name], e[size]) for e in manifest.get("megatron", {}).get("files", [])
+              for name, size in (("file", "bytes"), ("idx_file", "idx_bytes"))]
+    for name, expected in files:
+        if sizes.get(name) != expected:
+            raise StageInvalid(f"{root}/{name}: {sizes.get(name)} bytes, manifest says {expected}")
 
 
 def read_record(fs: Fs, output: str, stage: str) -> dict | None:

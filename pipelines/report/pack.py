@@ -9,7 +9,7 @@ IMAGE = "pack_fill.png"
 
 
 def images(manifest: dict) -> dict[str, bytes]:
-    shards = next(iter(manifest["shards"].values()))
+    shards = next(iter(manifest["shards"].values()), [])  # none when only Megatron files were written
     seq_len = manifest["seq_len"]
     fill = [s["tokens"] / (s["rows"] * seq_len) if s["rows"] else 0.0 for s in shards]
     return {IMAGE: charts.shard_fill(fill, manifest["stats"]["fill_rate"])}
@@ -23,7 +23,7 @@ def sections(manifest: dict, image_dir: str) -> list[Raw]:
     return [section(
         "Tokenize and pack",
         paragraph(f"{t['rows']:,} rows of {manifest['seq_len']:,} tokens in {t['shards']:,} shard{'s' if t['shards'] != 1 else ''} "
-                  f"({', '.join(manifest['shards'])}); packing: {manifest['packing']}; tokenizer {source}, "
+                  f"({', '.join([*manifest['shards'], *(['megatron'] if 'megatron' in manifest else [])])}); packing: {manifest['packing']}; tokenizer {source}, "
                   f"vocabulary {manifest['vocab_size']:,}."),
         key_values([
             ("documents in", s["input_documents"]),

@@ -8,7 +8,6 @@ by the Dataproc jobs is read in place, with the same verification as a local dir
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.io import uri
-from schemas.packed import FEATURES, ManifestError, validate_manifest
+from schemas.packed import FEATURES, feature_columns, load_manifest, manifest_file
 from udfs.tfrecord import CorruptShardError, decode_example, read_records
 
 
@@ -27,6 +26,7 @@ class ShardInfo:
     rows: int
     sha256: str
     bytes: int
+    columns: tuple[tuple[str, str], ...] = tuple((f, f) for f in FEATURES)  # (field, column): --feature-names
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,12 @@ class PackedManifest:
     def load(cls, path: str) -> PackedManifest:
         """``path`` (local or URI) is ``manifest.json`` or the directory holding it.
 
-        Raises ``ManifestError`` (a ValueError) for a missing, unreadable or invalid manifest.
+        Raises ``ManifestError`` (a ValueError) for a missing, unreadable, unpublished or invalid manifest.
         """
-        path = str(path).rstrip("/")
-        file = path if path.endswith(".json") else uri.join(path, "manifest.json")
-        root = uri.parent(file)
-        try:
-            raw = validate_manifest(json.loads(uri.read_bytes(file)))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ManifestError(f"cannot read manifest {file!r}: {err}") from None
-        except ManifestError as err:
-            raise ManifestError(f"{file}: {err}") from None
-        shards = {fmt: tuple(ShardInfo(uri.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"])
+        raw = load_manifest(path)
+        root = uri.parent(manifest_file(path))
+        columns = tuple(feature_columns(raw).items())
+        shards = {fmt: tuple(ShardInfo(uri.join(root, e["file"]), e["rows"], e["sha256"], e["bytes"], columns)
                              for e in entries)
                   for fmt, entries in raw["shards"].items()}
         return cls(root=root, seq_len=raw["seq_len"], vocab_size=raw["vocab_size"],
@@ -87,14 +81,16 @@ def _verified_bytes(info: ShardInfo) -> bytes:
 
 
 def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
+    columns = dict(info.columns)
+    names = [columns[name] for name in FEATURES]
     if data is not None:
-        table = pq.read_table(pa.BufferReader(data), columns=list(FEATURES))
+        table = pq.read_table(pa.BufferReader(data), columns=names)
     else:  # unverified: Parquet reads only the column chunks it needs (ranged reads on a bucket)
         filesystem, inner = uri.resolve(info.path)
-        table = pq.read_table(inner, columns=list(FEATURES), filesystem=filesystem)
+        table = pq.read_table(inner, columns=names, filesystem=filesystem)
     out = {}
     for name in FEATURES:
-        column = table.column(name).combine_chunks()
+        column = table.column(columns[name]).combine_chunks()
         if table.num_rows and not pc.all(pc.equal(pc.list_value_length(column), seq_len)).as_py():
             raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
         out[name] = column.values.to_numpy().reshape(table.num_rows, seq_len)
@@ -103,9 +99,10 @@ def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dic
 
 def _rows_from_tfrecord(info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
     examples = [decode_example(record) for record in read_records(info.path)]
+    columns = dict(info.columns)
     out = {}
     for name in FEATURES:
-        values = [ex[name] for ex in examples]
+        values = [ex[columns[name]] for ex in examples]
         if any(v.shape != (seq_len,) for v in values):
             raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
         out[name] = np.stack(values) if values else np.zeros((0, seq_len), np.int64)
