@@ -9,6 +9,14 @@ from collections.abc import Callable
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig)
+from pipelines.errors import UserError, one_line
+
+
+class JobParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: a usage of fifty options would bury the one that is wrong."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None = None,
@@ -46,7 +54,7 @@ def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
 
 def dedup_parser() -> argparse.ArgumentParser:
     mh, lsh, dd = MinHashConfig(), LshConfig(), DedupConfig
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog="jobs/dedup.py",
         description="Remove exact and near-duplicate documents (MinHash LSH, verified edges, "
                     "connected components); writes data/, duplicates/, rejected/, stats.json.")
@@ -94,23 +102,21 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
 
 def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
             to_config: Callable[[argparse.Namespace], object], run: Callable[[object], object],
-            report: Callable[[object], str], exit_codes: dict[type[BaseException], int]) -> int:
+            report: Callable[[object], str], exit_codes: dict[type[BaseException], int] | None = None) -> int:
     """The body every ``jobs/*.py`` shares: parse, build the config, run, print the result.
 
-    A bad flag combination (``ValueError`` from ``to_config``) is an argparse usage error; the
-    exceptions in ``exit_codes`` (the input's, the output's, a failed stage) print one line and
-    return their code instead of a traceback.
+    Every :class:`UserError` (a bad option value or combination from ``to_config``, the input,
+    the output, the tokenizer) prints one ``error:`` line and returns 2, as argparse's own usage
+    errors do; ``exit_codes`` maps further exceptions (a failed stage) to one line and a code.
+    Anything else keeps its traceback: it is a bug or an infrastructure failure.
     """
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    codes = {UserError: UserError.exit_code, **(exit_codes or {})}
     try:
-        cfg = to_config(args)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        result = run(cfg)
-    except tuple(exit_codes) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return next(code for kind, code in exit_codes.items() if isinstance(err, kind))
+        result = run(to_config(args))
+    except tuple(codes) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return next(code for kind, code in codes.items() if isinstance(err, kind))
     print(report(result))
     return 0

@@ -19,9 +19,11 @@ import uuid
 
 from pyspark.sql import SparkSession
 
+from pipelines.errors import UserError
 
-class OutputExists(FileExistsError):
-    pass
+
+class OutputExists(UserError, FileExistsError):
+    """The output directory exists and ``--overwrite`` was not given."""
 
 
 class OutputDir:

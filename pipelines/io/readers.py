@@ -22,12 +22,13 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from pipelines.config import InputConfig
+from pipelines.errors import UserError
 from schemas.tables import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """The input as a whole cannot be processed; the message says why and what exists."""
 
 

@@ -21,12 +21,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import TokenizerConfig
+from pipelines.errors import UserError
 
 HASH_BUCKETS = 1 << 20
 
 
-class TokenizerError(ValueError):
-    pass
+class TokenizerError(UserError, ValueError):
+    """The tokenizer file or its special tokens cannot serve this corpus."""
 
 
 @dataclass(frozen=True)

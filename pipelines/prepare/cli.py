@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import dedup_config, dedup_parser, spark_config
+from pipelines.cli import JobParser, dedup_config, dedup_parser, spark_config
 from pipelines.config import PREPARE_STAGES, PrepareConfig
 from pipelines.pack.cli import pack_config, pack_parser
 
@@ -40,7 +40,7 @@ def _stages(text: str) -> tuple[str, ...]:
 
 
 def prepare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog="jobs/prepare.py",
         description="Deduplicate, tokenize and pack a corpus into OUTPUT/dedup and OUTPUT/pack, and write "
                     "OUTPUT/report.html. Stages whose verified output exists for the same settings and input "

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import PrepareConfig
 from pipelines.dedup.pipeline import run_dedup
+from pipelines.errors import UserError
 from pipelines.pack.pipeline import run_pack
 from pipelines.prepare import stages as st
 from pipelines.prepare.fs import Fs
@@ -26,7 +27,7 @@ from pipelines.spark_session import get_spark
 log = logging.getLogger("corpus_prep.prepare")
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """The requested stages cannot run as asked (e.g. pack without a usable dedup output)."""
 
 
