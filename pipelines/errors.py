@@ -19,6 +19,10 @@ class UsageError(UserError, ValueError):
     """An option's value, or a combination of options, that cannot work."""
 
 
+class InputError(UserError, ValueError):
+    """The input as a whole cannot be processed; the message says why and what exists."""
+
+
 def one_line(message: object) -> str:
     """``message`` on one line (an error quoting a multi-line cause must not look like several)."""
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())

@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.config import InputConfig, PackConfig
+from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.pack.shards import ShardSpec, empty_rows, pack_partition_fn, write_shard
@@ -84,6 +85,7 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
 def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     from pipelines.spark_session import get_spark
 
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
     spark = spark or get_spark(cfg.spark)
     input_cfg, dedup_stats = resolve_input(spark, cfg.input)
     corpus = read_corpus(spark, input_cfg)  # raises InputError before anything is written

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from pipelines.config import PrepareConfig
 from pipelines.dedup.pipeline import run_dedup
 from pipelines.errors import UserError
+from pipelines.io.paths import check_paths
 from pipelines.pack.pipeline import run_pack
 from pipelines.prepare import stages as st
 from pipelines.prepare.fs import Fs
@@ -59,6 +60,8 @@ class PrepareResult:
 
 
 def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> PrepareResult:
+    # Before Spark starts; the stages reread their own input (the pack stage reads RUN/dedup).
+    check_paths(cfg.dedup.input.path, cfg.output, overwrite=True, list_input="dedup" in cfg.stages)
     spark = spark or get_spark(cfg.spark)
     fs = Fs(spark)
     result = PrepareResult(cfg.output)
