@@ -166,6 +166,11 @@ class TokenizerConfig:
     bos_token: str | None = None
     pad_token: str = "<|pad|>"
 
+    @property
+    def special_tokens(self) -> list[str]:
+        """The tokens a trained tokenizer reserves, in id order (pad 0, EOS 1, BOS 2)."""
+        return [self.pad_token, self.eos_token] + ([self.bos_token] if self.bos_token else [])
+
 
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")  # what pyarrow writes
 
@@ -195,6 +200,9 @@ class PackConfig:
             raise UsageError("give exactly one of --tokenizer PATH and --train-tokenizer")
         if self.tokenizer.train and self.tokenizer.vocab_size < 300:
             raise UsageError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
+        specials = self.tokenizer.special_tokens
+        if self.tokenizer.train and len(set(specials)) != len(specials):
+            raise UsageError(f"special tokens must differ to train a tokenizer: {specials}")
         if self.packing not in ("best-fit", "greedy"):
             raise UsageError("--packing must be best-fit or greedy")
         if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:

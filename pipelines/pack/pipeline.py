@@ -16,6 +16,10 @@ Stages (all data stays on executors; the driver sees only counts and per-shard s
    sorted by key inside each; partition ``k`` packs its documents and writes shard ``k``
    (``pipelines.pack.shards``). Same input, same shards, byte for byte.
 6. **Manifest** from the summaries and the counts; validated; ``_SUCCESS``; atomic rename.
+
+Records that cannot be documents (malformed JSON, invalid UTF-8, ...) are written to
+``DIR/rejected/`` as in the dedup job (schema ``schemas.tables.REJECTED``), and
+``stats.rejected_records`` counts that table's rows, so the count can be checked.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.pack.shards import ShardSpec, empty_rows, pack_partition_fn, write_shard
 from pipelines.pack.tokenizer import TokenizerInfo, load_tokenizer_file, train_tokenizer
+from schemas.enforce import conform
 from schemas.packed import (FORMAT_VERSION, SHARD_SUMMARY, TOKENIZED, shard_file, token_dtype_for,
                             validate_manifest)
+from schemas.tables import REJECTED
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, ids_as_binary, tokenize_batch
 
 log = logging.getLogger("pack")
@@ -85,13 +91,15 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
 def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     from pipelines.spark_session import get_spark
 
-    check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
+    # Before Spark starts: the paths, and a given tokenizer file with its special tokens.
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)
+    given = load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None
     spark = spark or get_spark(cfg.spark)
     input_cfg, dedup_stats = resolve_input(spark, cfg.input)
     corpus = read_corpus(spark, input_cfg)  # raises InputError before anything is written
     out = OutputDir(spark, _absolute(cfg.output), cfg.overwrite)
     try:
-        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out)
+        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, given)
         out.delete(out.path("_work"))
         out.publish()
     except BaseException:
@@ -100,10 +108,8 @@ def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     return PackResult(out.final, manifest, timings)
 
 
-def _tokenizer(cfg: PackConfig, corpus) -> TokenizerInfo:
-    if cfg.tokenizer.path:
-        return load_tokenizer_file(cfg.tokenizer)
-    return train_tokenizer(corpus.documents, corpus.text_column, cfg.tokenizer)
+def _tokenizer(cfg: PackConfig, corpus, given: TokenizerInfo | None) -> TokenizerInfo:
+    return given or train_tokenizer(corpus.documents, corpus.text_column, cfg.tokenizer)
 
 
 def _tokenize(documents: DataFrame, text_column: str, spec: StreamSpec, token_dtype: str) -> DataFrame:
@@ -126,10 +132,10 @@ def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes
 
 
 def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, dedup_stats: dict | None,
-         out: OutputDir) -> tuple[dict, dict]:
+         out: OutputDir, given: TokenizerInfo | None) -> tuple[dict, dict]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    tok = _tokenizer(cfg, corpus)
+    tok = _tokenizer(cfg, corpus, given)
     for note in tok.notes:
         log.warning(note)
     out.write_text("tokenizer.json", tok.json)
@@ -155,7 +161,8 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
         F.max(size).alias("longest_document"),
     ).first().asDict()
     counts = {k: int(v or 0) for k, v in counts.items()}
-    rejected = corpus.rejected.count()
+    conform(corpus.rejected, REJECTED, "rejected").write.parquet(out.path("rejected"))
+    rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
     timings["tokenize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

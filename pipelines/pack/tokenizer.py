@@ -100,9 +100,7 @@ def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig
         sample = sample.filter(bucket < F.lit(int(math.ceil(fraction * HASH_BUCKETS))))
     sample = sample.orderBy(F.xxhash64("text"), "text")
 
-    specials = [cfg.pad_token, cfg.eos_token] + ([cfg.bos_token] if cfg.bos_token else [])
-    if len(set(specials)) != len(specials):
-        raise TokenizerError(f"special tokens must differ: {specials}")
+    specials = cfg.special_tokens  # distinct: checked by PackConfig before Spark starts
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
