@@ -143,10 +143,13 @@ def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
     py4j call in progress: the connection breaks and py4j, pyspark and the job print their
     tracebacks. Here Ctrl-C raises ``KeyboardInterrupt`` in the waiting main thread, which
     cancels the Spark jobs; the worker then fails as after any failure (staging cleared, verified
-    checkpoints kept for the rerun) and ``KeyboardInterrupt`` propagates. The main thread polls
-    an event with sleeps: a ``Thread.join`` interrupted by Ctrl-C can leave ``is_alive()`` False
-    while the thread still runs (CPython 3.11).
+    checkpoints kept for the rerun) and ``KeyboardInterrupt`` propagates, unless the job completed
+    anyway (Ctrl-C during its last, Spark-free step). The main thread polls an event with sleeps:
+    a ``Thread.join`` interrupted by Ctrl-C can leave ``is_alive()`` False while the thread still
+    runs (CPython 3.11). Outside the main thread (no signals there) ``run`` is simply called.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return run(cfg)
     outcome: dict[str, object] = {}
     done = threading.Event()
 
@@ -168,7 +171,8 @@ def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
             _stop_spark_jobs(done)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
             pass
-        raise
+        if "result" not in outcome:
+            raise
     finally:
         signal.signal(signal.SIGINT, previous)
     if "error" in outcome:

@@ -200,9 +200,9 @@ class PackConfig:
             raise UsageError("give exactly one of --tokenizer PATH and --train-tokenizer")
         if self.tokenizer.train and self.tokenizer.vocab_size < 300:
             raise UsageError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
-        specials = self.tokenizer.special_tokens
-        if self.tokenizer.train and len(set(specials)) != len(specials):
-            raise UsageError(f"special tokens must differ to train a tokenizer: {specials}")
+        reserved = self.tokenizer.special_tokens
+        if self.tokenizer.train and len(set(reserved)) != len(reserved):
+            raise UsageError(f"special tokens must differ to train a tokenizer: {reserved}")
         if self.packing not in ("best-fit", "greedy"):
             raise UsageError("--packing must be best-fit or greedy")
         if not self.formats or set(self.formats) - {"parquet", "tfrecord"}:

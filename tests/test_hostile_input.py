@@ -182,6 +182,43 @@ def test_output_is_the_input_is_refused_by_the_real_command_and_the_input_surviv
     assert sorted(os.listdir(paths / "in")) == ["corpus.jsonl"]
 
 
+@pytest.mark.parametrize("input_path,output,refused", [
+    ("gs://bucket/corpus", "gs://bucket/corpus/", "holding it"),
+    ("gs://bucket/corpus/*.jsonl", "gs://bucket", "holding it"),
+    ("gs://bucket/corpus/*.jsonl", "gs://bucket/corpus/out", "inside"),
+    ("hdfs://nn/data/in", "hdfs://nn/data/./in/../in", "holding it"),
+    ("gs://bucket/corpus", "gs://other/corpus", None),  # another bucket
+    ("gs://bucket/corpus", "gs://bucket/corpus-dedup", None),  # a sibling sharing a prefix
+    ("gs://bucket/corpus", "/bucket/corpus", None),  # another filesystem
+    ("file://localhost/tmp/x/in", "/tmp/x", "holding it"),
+    ("/data/{a,b}/*.jsonl", "/data/out", "inside"),  # Hadoop braces: the fixed part is /data
+])
+def test_paths_compare_by_filesystem_and_normalised_path(input_path, output, refused):
+    from pipelines.errors import UsageError
+    from pipelines.io.paths import check_apart
+
+    if refused is None:
+        check_apart(input_path, output)
+    else:
+        with pytest.raises(UsageError, match=refused):
+            check_apart(input_path, output)
+
+
+def test_relative_paths_are_resolved(tmp_path, monkeypatch):
+    from pipelines.errors import UsageError
+    from pipelines.io.paths import check_paths, input_files
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "in" / ".hidden").mkdir()
+    (tmp_path / "in" / ".hidden" / "b.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path / "in")
+    with pytest.raises(UsageError, match="holding it"):
+        check_paths(".", "../in/", overwrite=True)
+    assert input_files("./") == ["./a.jsonl"]  # names starting with '.' or '_' are not data
+    assert input_files("{a,b}.jsonl") is None  # Hadoop-only glob syntax: listed once Spark runs
+
+
 # ---------------------------------------------------------------------------------------------
 # Refused once Spark has read the input's schema
 
@@ -194,7 +231,7 @@ def bad_inputs(paths):
     pq.write_table(pa.table({"content": [1, 2]}), root / "int-text.parquet")
     (root / "not-parquet").mkdir()
     (root / "not-parquet" / "part-0.parquet").write_text("hello, I am text")
-    (root / "no-objects.jsonl").write_bytes(b"not json\n[1, 2]\nnull\n{\"a\": 1} junk\n")
+    (root / "no-objects.jsonl").write_bytes(b"not json\n[1, 2]\nnull\n\"a string\"\n")
     return root
 
 

@@ -139,7 +139,7 @@ def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
     the last of repeated keys, reads only the first value of ``{"a":1} garbage`` and fails the
     whole column inference on one line with a repeated key. So each line is first parsed into a
     VARIANT (:func:`_syntax_reason`: which rejects repeated keys and, wrapped as below, anything
-    after the first value), columns are inferred from the lines that parse, and only then are
+    after the first value), the columns are inferred (:func:`_json_columns`), and only then are
     the objects read. Rejected with their own reason: invalid UTF-8, malformed JSON (a repeated
     key and text after the value named), a string over the parser's limit, a non-object line, a
     key differing only in case from another (Spark's columns ignore case), a non-string text.
@@ -154,15 +154,15 @@ def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
     # (``{..}] junk``), which _syntax_reason catches with a second wrapping.
     parsed = lines.withColumn("_array", F.expr("try_parse_json(concat('[', line, ']'))"))
     syntax = _syntax_reason()
-    columns = _json_columns(spark, parsed.filter(syntax.isNull()).select("line"), cfg.path)
+    columns = _json_columns(spark, cfg.path, parsed.filter(syntax.isNull()).select("line"))
     notes: list[str] = []
     text = _choose_text_column([f.name for f in columns.fields], cfg, notes)
     columns, case_variants = _case_variants(columns, (text,))
     schema = StructType([StructField(f.name, StringType() if f.name == text else f.dataType, True)
                          for f in columns.fields])
-    value = "variant_get(_array, '$[0]')"
     text_type = F.expr(f"schema_of_variant(variant_get(_array, '$[0][\"{_escape(text)}\"]'))")
-    reason = syntax.when(~F.expr(f"schema_of_variant({value})").startswith("OBJECT"),
+    # on the whole [line]: extracting $[0] as a VARIANT would re-encode every document
+    reason = syntax.when(~F.expr("schema_of_variant(_array)").startswith("ARRAY<OBJECT"),
                          F.lit("JSON value is not an object"))
     if case_variants:  # per-line keys only for an input that has such keys
         variant_key = F.try_element_at(F.array_intersect(F.expr("json_object_keys(line)"),
@@ -210,22 +210,28 @@ def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
 
 
-def _json_columns(spark: SparkSession, lines: DataFrame, path: str) -> StructType:
-    """Columns of the well-formed ``lines``, inferred as Spark's JSON reader does, every line sampled.
+def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame) -> StructType:
+    """Columns of a JSON Lines input as Spark's JSON reader infers them, every line sampled.
 
     Inferred case-sensitively: keys that differ only in case come out as separate columns
     (:func:`_case_variants` decides), where Spark would merge them into one column (losing the
-    values of one spelling) or, within one object, fail the whole input.
+    values of one spelling) or, within one object, fail. The reader's own pass over the files
+    is the fast way; only if one line repeats a key, which fails that inference for the whole
+    input, are the columns inferred again from the ``well_formed`` lines (a VARIANT parse more).
     """
-    strings = getattr(lines._jdf, "as")(spark.sparkContext._jvm.org.apache.spark.sql.Encoders.STRING())
+    reader = spark.read.option("mode", "DROPMALFORMED").option("samplingRatio", 1.0)  # no _corrupt_record
     previous = spark.conf.get("spark.sql.caseSensitive")
     spark.conf.set("spark.sql.caseSensitive", "true")
     try:
-        inferred = (spark._jsparkSession.read().option("mode", "DROPMALFORMED").option("samplingRatio", "1.0")
-                    .json(strings).schema())  # DROPMALFORMED: no _corrupt_record column for array lines
+        try:
+            schema = reader.json(path).schema
+        except AnalysisException as err:
+            if err.getCondition() != "COLUMN_ALREADY_EXISTS":
+                raise
+            strings = getattr(well_formed._jdf, "as")(spark.sparkContext._jvm.org.apache.spark.sql.Encoders.STRING())
+            schema = _parse_datatype_json_string(reader._jreader.json(strings).schema().json())
     finally:
         spark.conf.set("spark.sql.caseSensitive", previous)
-    schema = _parse_datatype_json_string(inferred.json())
     if not schema.fields:
         raise InputError(f"no JSON objects found in {path!r}")
     return schema
