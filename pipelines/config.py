@@ -66,6 +66,9 @@ class LshConfig:
 JVM_MEMORY = re.compile(r"^(\d+)([kKmMgGtT]?)$")
 # Spark refuses a driver heap below 450 MiB ("System memory ... must be at least 471859200").
 MIN_DRIVER_MEMORY_MB = 512
+# The master URLs Spark knows; anything else fails only once the JVM is up.
+SPARK_MASTER = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
+                          r"|(spark|k8s|mesos)://\S+)$")
 
 
 def jvm_memory_mb(text: str) -> float | None:
@@ -100,6 +103,9 @@ class SparkConfig:
                              f"give at least {MIN_DRIVER_MEMORY_MB}m")
         if self.shuffle_partitions is not None and self.shuffle_partitions < 1:
             raise UsageError("--shuffle-partitions must be at least 1")
+        if self.master is not None and not SPARK_MASTER.match(self.master):
+            raise UsageError(f"--master {self.master!r} is not a Spark master URL "
+                             "(local[N], local[*], spark://HOST:PORT, yarn, k8s://URL)")
 
 
 @dataclass(frozen=True)

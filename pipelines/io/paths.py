@@ -137,6 +137,8 @@ def input_files(path: str, spark=None) -> list[str] | None:
 
 def check_paths(input_path: str, output: str, overwrite: bool, list_input: bool = True) -> None:
     """Every path problem that needs no Spark, before it starts: the input's files, overlap, an existing output."""
+    if not output.strip():
+        raise UsageError("--output is empty")
     if list_input:
         input_files(input_path)
     check_apart(input_path, output)
