@@ -14,8 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.cli import dedup_config, dedup_parser, run_job  # noqa: E402
 from pipelines.dedup.pipeline import run_dedup  # noqa: E402
-from pipelines.io.publish import OutputExists  # noqa: E402
-from pipelines.io.readers import InputError  # noqa: E402
 
 SUMMARY = ("input_records", "documents", "rejected", "empty", "exact_duplicates", "near_duplicates", "kept",
            "clusters", "largest_cluster", "bands", "rows", "cc_rounds")
@@ -28,7 +26,7 @@ def report(result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, dedup_parser(), dedup_config, run_dedup, report, {InputError: 2, OutputExists: 2})
+    return run_job(argv, dedup_parser(), dedup_config, run_dedup, report)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.cli import run_job  # noqa: E402
-from pipelines.io.publish import OutputExists  # noqa: E402
-from pipelines.io.readers import InputError  # noqa: E402
 from pipelines.pack.cli import pack_config, pack_parser  # noqa: E402
 from pipelines.pack.pipeline import run_pack  # noqa: E402
-from pipelines.pack.tokenizer import TokenizerError  # noqa: E402
 
 
 def report(result) -> str:
@@ -27,8 +24,7 @@ def report(result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, pack_parser(), pack_config, run_pack, report,
-                   {InputError: 2, OutputExists: 2, TokenizerError: 2})
+    return run_job(argv, pack_parser(), pack_config, run_pack, report)
 
 
 if __name__ == "__main__":

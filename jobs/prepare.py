@@ -17,11 +17,8 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.cli import run_job  # noqa: E402
-from pipelines.io.publish import OutputExists  # noqa: E402
-from pipelines.io.readers import InputError  # noqa: E402
-from pipelines.pack.tokenizer import TokenizerError  # noqa: E402
 from pipelines.prepare.cli import prepare_config, prepare_parser  # noqa: E402
-from pipelines.prepare.pipeline import PrepareError, StageFailed, run_prepare  # noqa: E402
+from pipelines.prepare.pipeline import StageFailed, run_prepare  # noqa: E402
 from pipelines.report.console import summary  # noqa: E402
 from pipelines.spark_session import under_spark_submit  # noqa: E402
 
@@ -34,8 +31,7 @@ def prepare(cfg):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, prepare_parser(), prepare_config, prepare, summary,
-                   {InputError: 2, OutputExists: 2, TokenizerError: 2, PrepareError: 2, StageFailed: 1})
+    return run_job(argv, prepare_parser(), prepare_config, prepare, summary, {StageFailed: 1})
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig, VerifyMode)
+from pipelines.errors import UserError, one_line
 from pipelines.logs import add_logging_arguments, configure_logging, log_config
 
 # The name a job's usage line shows: ``jobs/dedup.py`` run directly, ``corpus-prep dedup`` as a subcommand.
@@ -35,6 +40,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or action.default is argparse.SUPPRESS or action.nargs == 0):
             return text
         return f"{text} (default: %(default)s)"
+
+
+class JobParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: a usage of fifty options would bury the one that is wrong."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None = None,
@@ -74,7 +86,7 @@ def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
 
 def dedup_parser() -> argparse.ArgumentParser:
     mh, lsh, dd = MinHashConfig(), LshConfig(), DedupConfig
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog="jobs/dedup.py",
         description="Remove exact and near-duplicate documents (MinHash LSH, verified edges, "
                     "connected components); writes data/, duplicates/, rejected/, stats.json.")
@@ -134,27 +146,106 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
     )
 
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+# After Ctrl-C, how long the job may take to fail its cancelled Spark job and clean up
+# (staging cleared, checkpoints kept) before the process exits anyway.
+CLEANUP_SECONDS = 60.0
+
+
+def _quiet_py4j(record: logging.LogRecord) -> bool:
+    """After Ctrl-C, py4j's connection errors (logged with tracebacks, some on the root logger) are expected."""
+    return "py4j" not in record.pathname
+
+
+def _stop_spark_jobs(done: threading.Event) -> None:
+    """Cancel the running Spark job, and each one the worker starts after it, until the worker is ``done``."""
+    from pyspark import SparkContext
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_py4j)
+    deadline = time.monotonic() + CLEANUP_SECONDS
+    quiet = False
+    while not done.is_set() and time.monotonic() < deadline:
+        context = SparkContext._active_spark_context
+        try:
+            if context is not None:
+                if not quiet:  # a cancelled job logs its abort with a Java stack trace
+                    context.setLogLevel("OFF")
+                    quiet = True
+                context.cancelAllJobs()
+        except Exception:  # the JVM may be going down too (spark-submit forwards Ctrl-C to it)
+            pass
+        done.wait(0.5)
+
+
+def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
+    """``run(cfg)`` in a worker thread, so that Ctrl-C reaches a main thread that is only waiting.
+
+    PySpark's own SIGINT handler cancels the jobs from inside the signal handler, re-entering the
+    py4j call in progress: the connection breaks and py4j, pyspark and the job print their
+    tracebacks. Here Ctrl-C raises ``KeyboardInterrupt`` in the waiting main thread, which
+    cancels the Spark jobs; the worker then fails as after any failure (staging cleared, verified
+    checkpoints kept for the rerun) and ``KeyboardInterrupt`` propagates, unless the job completed
+    anyway (Ctrl-C during its last, Spark-free step). The main thread polls an event with sleeps:
+    a ``Thread.join`` interrupted by Ctrl-C can leave ``is_alive()`` False while the thread still
+    runs (CPython 3.11). Outside the main thread (no signals there) ``run`` is simply called.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return run(cfg)
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["result"] = run(cfg)
+        except BaseException as err:  # handed to the main thread
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=work, name="corpus-prep-job", daemon=True).start()
+        while not done.is_set():
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        try:
+            _stop_spark_jobs(done)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            pass
+        if "result" not in outcome:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
             to_config: Callable[[argparse.Namespace], object], run: Callable[[object], object],
-            report: Callable[[object], str], exit_codes: dict[type[BaseException], int]) -> int:
+            report: Callable[[object], str], exit_codes: dict[type[BaseException], int] | None = None) -> int:
     """The body every ``jobs/*.py`` shares: parse, build the config, run, print the result.
 
-    A bad flag combination (``ValueError`` from ``to_config``) is an argparse usage error; the
-    exceptions in ``exit_codes`` (the input's, the output's, a failed stage) print one line and
-    return their code instead of a traceback.
+    Every :class:`UserError` (a bad option value or combination from ``to_config``, the input,
+    the output, the tokenizer) prints one ``error:`` line and returns 2, as argparse's own usage
+    errors do; ``exit_codes`` maps further exceptions (a failed stage) to one line and a code.
+    Ctrl-C prints one line and returns 130 (:func:`_run_interruptible`). Anything else keeps its
+    traceback: it is a bug or an infrastructure failure.
     """
     parser.prog = _PROG.get() or parser.prog
     parser.formatter_class = HelpFormatter
     args = parser.parse_args(argv)
     configure_logging(log_config(args))
+    codes = {UserError: UserError.exit_code, **(exit_codes or {})}
     try:
-        cfg = to_config(args)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        result = run(cfg)
-    except tuple(exit_codes) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return next(code for kind, code in exit_codes.items() if isinstance(err, kind))
+        result = _run_interruptible(run, to_config(args))
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except tuple(codes) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return next(code for kind, code in codes.items() if isinstance(err, kind))
     print(report(result))
     return 0

@@ -6,8 +6,11 @@ a default changed here is changed everywhere (CLI help, tests, benchmarks, submi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+
+from pipelines.errors import UsageError
 
 
 class KeepPolicy(str, Enum):
@@ -27,6 +30,11 @@ class InputConfig:
     fallback_text_column: str = "text"
     id_column: str | None = None
     input_format: str = "auto"  # auto | parquet | json | hf
+
+
+# Signatures hold 4 bytes per permutation per document: 8192 already means 32 KB per document,
+# and the (bands, rows) search covers about num_perm * ln(num_perm) pairs.
+MAX_NUM_PERM = 8192
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,24 @@ class LshConfig:
     bucket_neighbours: int = 8
 
 
+# What the JVM accepts for -Xmx: digits and an optional unit (no "gb", no decimals).
+JVM_MEMORY = re.compile(r"^(\d+)([kKmMgGtT]?)$")
+# Spark refuses a driver heap below 450 MiB ("System memory ... must be at least 471859200").
+MIN_DRIVER_MEMORY_MB = 512
+# The master URLs Spark knows; anything else fails only once the JVM is up.
+SPARK_MASTER = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
+                          r"|(spark|k8s|mesos)://\S+)$")
+
+
+def jvm_memory_mb(text: str) -> float | None:
+    """Megabytes in a JVM memory string (``4g``, ``512m``, ``1073741824``), or None if it is not one."""
+    match = JVM_MEMORY.match(text)
+    if not match:
+        return None
+    exponent = {"": -2, "k": -1, "m": 0, "g": 1, "t": 2}[match.group(2).lower()]
+    return int(match.group(1)) * 1024.0 ** exponent
+
+
 @dataclass(frozen=True)
 class SparkConfig:
     master: str | None = None  # None: spark-submit's master, or local[*] when run with python
@@ -86,6 +112,21 @@ class SparkConfig:
     # Parquet is written with zstd. Level 1 writes this project's text outputs and checkpoints
     # about 1.6x faster than level 3 for ~15% larger files (BENCHMARKS.md, "Dedup speed").
     zstd_level: int = 1
+
+    def __post_init__(self) -> None:
+        # Checked here, before the JVM starts: a bad -Xmx otherwise ends in JAVA_GATEWAY_EXITED.
+        memory = jvm_memory_mb(self.driver_memory)
+        if memory is None:
+            raise UsageError(f"--driver-memory {self.driver_memory!r} is not a JVM memory size "
+                             "(digits and an optional unit k, m, g or t: 4g, 512m)")
+        if memory < MIN_DRIVER_MEMORY_MB:
+            raise UsageError(f"--driver-memory {self.driver_memory!r} is below Spark's minimum; "
+                             f"give at least {MIN_DRIVER_MEMORY_MB}m")
+        if self.shuffle_partitions is not None and self.shuffle_partitions < 1:
+            raise UsageError("--shuffle-partitions must be at least 1")
+        if self.master is not None and not SPARK_MASTER.match(self.master):
+            raise UsageError(f"--master {self.master!r} is not a Spark master URL "
+                             "(local[N], local[*], spark://HOST:PORT, yarn, k8s://URL)")
 
 
 @dataclass(frozen=True)
@@ -117,24 +158,30 @@ class DedupConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
 
     def __post_init__(self) -> None:
+        from udfs.minhash import MAX_NGRAM
+
         if not 0.0 < self.lsh.threshold < 1.0:
-            raise ValueError("--threshold must be in (0, 1)")
+            raise UsageError("--threshold must be in (0, 1)")
+        if not 1 <= self.minhash.num_perm <= MAX_NUM_PERM:
+            raise UsageError(f"--num-perm must be in [1, {MAX_NUM_PERM}]")
         if (self.lsh.bands is None) != (self.lsh.rows is None):
-            raise ValueError("--bands and --rows must be given together")
+            raise UsageError("--bands and --rows must be given together")
+        if self.lsh.bands is not None and min(self.lsh.bands, self.lsh.rows) < 1:
+            raise UsageError("--bands and --rows must be at least 1 (0 would turn near-duplicate detection off)")
         if self.lsh.bands is not None and self.lsh.bands * self.lsh.rows > self.minhash.num_perm:
-            raise ValueError("--bands * --rows must not exceed --num-perm")
+            raise UsageError("--bands * --rows must not exceed --num-perm")
         if self.keep is KeepPolicy.PRIORITY and not self.keep_priority_column:
-            raise ValueError("--keep priority needs --keep-priority COLUMN")
+            raise UsageError("--keep priority needs --keep-priority COLUMN")
         if not isinstance(self.lsh.verify, VerifyMode):
-            raise ValueError(f"lsh.verify must be one of {[m.value for m in VerifyMode]}, not {self.lsh.verify!r}")
+            raise UsageError(f"lsh.verify must be one of {[m.value for m in VerifyMode]}, not {self.lsh.verify!r}")
         if self.lsh.all_pairs_bucket < 2 or self.lsh.bucket_neighbours < 1:
-            raise ValueError("--all-pairs-bucket must be at least 2 and --bucket-neighbours at least 1")
+            raise UsageError("--all-pairs-bucket must be at least 2 and --bucket-neighbours at least 1")
         if self.lsh.uncertain_within_se < 0:
-            raise ValueError("--uncertain-within-se must not be negative")
-        if self.minhash.ngram < 1:
-            raise ValueError("--ngram must be at least 1")
+            raise UsageError("--uncertain-within-se must not be negative")
+        if not 1 <= self.minhash.ngram <= MAX_NGRAM:
+            raise UsageError(f"--ngram must be in [1, {MAX_NGRAM}]")
         if self.hub_degree < 2 or self.giant_cluster_size < 2:
-            raise ValueError("--hub-degree and --giant-cluster-size must be at least 2")
+            raise UsageError("--hub-degree and --giant-cluster-size must be at least 2")
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,6 +216,16 @@ class TokenizerConfig:
     mask_token: str | None = None  # set for encoder tokenizers: the [MASK] of masked-LM pretraining
     unk_token: str = "[UNK]"  # WordPiece's unknown token (byte-level BPE needs none)
 
+    @property
+    def special_tokens(self) -> list[str]:
+        """The tokens a trained tokenizer reserves, in id order (pad 0, EOS 1, BOS 2, then MASK, then
+        UNK for WordPiece)."""
+        return ([t for t in (self.pad_token, self.eos_token, self.bos_token, self.mask_token) if t]
+                + ([self.unk_token] if self.model == "wordpiece" else []))
+
+
+PARQUET_CODECS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")  # what pyarrow writes
+
 
 @dataclass(frozen=True)
 class PackConfig:
@@ -192,31 +249,38 @@ class PackConfig:
 
     def __post_init__(self) -> None:
         if not 2 <= self.seq_len <= 65535:
-            raise ValueError("--seq-len must be in [2, 65535] (positions are stored as uint16)")
+            raise UsageError("--seq-len must be in [2, 65535] (positions are stored as uint16)")
         if (self.tokenizer.path is None) == (not self.tokenizer.train):
-            raise ValueError("give exactly one of --tokenizer PATH and --train-tokenizer")
+            raise UsageError("give exactly one of --tokenizer PATH and --train-tokenizer")
         if self.tokenizer.train and self.tokenizer.vocab_size < 300:
-            raise ValueError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
+            raise UsageError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
         if self.tokenizer.model not in ("byte-bpe", "wordpiece"):
-            raise ValueError("--tokenizer-model must be byte-bpe or wordpiece")
+            raise UsageError("--tokenizer-model must be byte-bpe or wordpiece")
         if self.tokenizer.path and self.tokenizer.model != TokenizerConfig.model:
-            raise ValueError("--tokenizer-model chooses what --train-tokenizer trains; a given --tokenizer is used as is")
+            raise UsageError("--tokenizer-model chooses what --train-tokenizer trains; a given --tokenizer is used as is")
         if self.tokenizer.mask_token is not None and self.tokenizer.bos_token is None:
-            raise ValueError("--mask-token needs --bos-token: encoder documents are framed [CLS] text [SEP] "
+            raise UsageError("--mask-token needs --bos-token: encoder documents are framed [CLS] text [SEP] "
                              "(e.g. --bos-token '[CLS]' --eos-token '[SEP]' --pad-token '[PAD]')")
+        reserved = self.tokenizer.special_tokens
+        if self.tokenizer.train and len(set(reserved)) != len(reserved):
+            raise UsageError(f"special tokens must differ to train a tokenizer: {reserved}")
         if self.packing not in ("best-fit", "greedy"):
-            raise ValueError("--packing must be best-fit or greedy")
+            raise UsageError("--packing must be best-fit or greedy")
         if not self.formats or set(self.formats) - {"parquet", "tfrecord", "megatron"}:
-            raise ValueError("--formats must be a non-empty subset of parquet,tfrecord,megatron")
+            raise UsageError("--formats must be a non-empty subset of parquet,tfrecord,megatron")
         if self.feature_names not in ("default", "seqio", "maxtext"):
-            raise ValueError("--feature-names must be default, seqio or maxtext")
+            raise UsageError("--feature-names must be default, seqio or maxtext")
         if self.num_shards is not None and self.num_shards < 1:
-            raise ValueError("--num-shards must be at least 1")
+            raise UsageError("--num-shards must be at least 1")
         if self.target_shard_bytes < 1:
-            raise ValueError("--target-shard-bytes must be positive")
+            raise UsageError("--target-shard-bytes must be positive")
+        if self.parquet_compression.lower() not in PARQUET_CODECS:
+            raise UsageError(f"--parquet-compression must be one of {', '.join(PARQUET_CODECS)}")
+        if self.parquet_row_group_rows < 1:
+            raise UsageError("--parquet-row-group-rows must be at least 1")
         specials = 2 if self.tokenizer.bos_token else 1
         if self.max_doc_tokens is not None and self.max_doc_tokens <= specials:
-            raise ValueError(f"--max-doc-tokens must exceed the {specials} special token(s) per document")
+            raise UsageError(f"--max-doc-tokens must exceed the {specials} special token(s) per document")
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,7 +312,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(PREPARE_STAGES)
         if not self.stages or unknown:
-            raise ValueError(f"--stages must be a non-empty subset of {','.join(PREPARE_STAGES)}; "
+            raise UsageError(f"--stages must be a non-empty subset of {','.join(PREPARE_STAGES)}; "
                              f"unknown: {','.join(sorted(unknown))}")
 
 

@@ -25,6 +25,7 @@ from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_g
 from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.verify import score_edges, verify_edges
 from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
+from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
@@ -76,6 +77,7 @@ def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
 
 
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer("dedup", spark)
     settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}

@@ -23,12 +23,17 @@ import uuid
 
 from pyspark.sql import SparkSession
 
+from pipelines.errors import UserError
 
 SUCCESS = "_SUCCESS"
 
 
-class OutputExists(FileExistsError):
-    pass
+class OutputExists(UserError, FileExistsError):
+    """The output directory exists and ``--overwrite`` was not given."""
+
+    @classmethod
+    def at(cls, path: str) -> "OutputExists":
+        return cls(f"output {path!r} already exists; pass --overwrite to replace it")
 
 
 class OutputDir:
@@ -40,7 +45,7 @@ class OutputDir:
         final_path = self._Path(self.final)
         self._fs = final_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
         if self._fs.exists(final_path) and not overwrite:
-            raise OutputExists(f"output {final!r} already exists; pass --overwrite to replace it")
+            raise OutputExists.at(final)
         self.overwrite = overwrite
         parent, name = self.final.rsplit("/", 1) if "/" in self.final else (".", self.final)
         self._parent, self._name = parent, name

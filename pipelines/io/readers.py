@@ -2,9 +2,9 @@
 
 Every input record ends up in exactly one of two DataFrames: ``documents`` (all input columns,
 the text column as a string) or ``rejected`` (schema ``schemas.tables.REJECTED``: the raw
-record and why it could not be read). Whole-input problems — a missing path, a missing text
-column, a text column of a non-text type — raise :class:`InputError` on the driver before any
-task runs, naming what was found.
+record and why it could not be read). Whole-input problems — a missing path, no input files, a
+missing text column, a text column of a non-text type, files Spark cannot read as the format —
+raise :class:`InputError` on the driver before any task runs, naming what was found.
 """
 
 from __future__ import annotations
@@ -12,23 +12,24 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from pyspark.sql import DataFrame, SparkSession
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import BinaryType, StringType, StructField, StructType
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType, _parse_datatype_json_string
 
 from pipelines.config import InputConfig
+from pipelines.errors import InputError, one_line
+from pipelines.io.paths import input_files, is_local, local_path
 from schemas.tables import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
-
-
-class InputError(ValueError):
-    """The input as a whole cannot be processed; the message says why and what exists."""
 
 
 @dataclass
@@ -40,37 +41,49 @@ class Corpus:
     notes: list[str] = field(default_factory=list)
 
 
-def detect_format(path: str) -> str:
-    """``parquet``, ``json`` or ``hf`` from the path's shape (globs allowed)."""
-    local = path.removeprefix("file://")
-    if "://" not in local:
-        if os.path.isdir(local):
-            if os.path.exists(os.path.join(local, "dataset_info.json")) or os.path.exists(
-                    os.path.join(local, "state.json")):
-                return "hf"
-            names = [n for n in os.listdir(local) if not n.startswith(("_", "."))]
-            if names and all(n.endswith(JSON_SUFFIXES) for n in names):
-                return "json"
-            return "parquet"
-        matches = glob.glob(local)
-        if not matches:
-            raise InputError(f"input path {path!r} does not exist")
-        if all(m.endswith(JSON_SUFFIXES) for m in matches):
-            return "json"
-        return "parquet"
-    return "json" if path.endswith(JSON_SUFFIXES) else "parquet"
+def detect_format(path: str, files: list[str] | None) -> str:
+    """``parquet``, ``json`` or ``hf`` from the input's shape and its files' names (``input_files``)."""
+    if is_local(path) and os.path.isdir(local_path(path)):
+        folder = local_path(path)
+        if os.path.exists(os.path.join(folder, "dataset_info.json")) or os.path.exists(
+                os.path.join(folder, "state.json")):
+            return "hf"
+    names = files if files else [path]
+    return "json" if all(n.endswith(JSON_SUFFIXES) for n in names) else "parquet"
 
 
 def read_corpus(spark: SparkSession, cfg: InputConfig) -> Corpus:
-    fmt = detect_format(cfg.path) if cfg.input_format == "auto" else cfg.input_format
+    files = input_files(cfg.path, spark)  # InputError: missing, a glob matching nothing, no data files
+    fmt = detect_format(cfg.path, files) if cfg.input_format == "auto" else cfg.input_format
     if fmt == "parquet":
-        frame = spark.read.parquet(cfg.path)
+        frame = _resolved(lambda: spark.read.parquet(cfg.path), cfg.path, fmt)
         return _typed_text_column(frame, _empty_rejected(spark), cfg, fmt)
     if fmt == "hf":
         return _typed_text_column(_read_hf_saved(spark, cfg.path), _empty_rejected(spark), cfg, fmt)
     if fmt == "json":
         return _read_json_lines(spark, cfg)
     raise InputError(f"unknown input format {fmt!r} (expected parquet, json or hf)")
+
+
+def _resolved(read: Callable[[], object], path: str, fmt: str):
+    """``read()``, whose failure while Spark resolves the files on the driver is the input's problem.
+
+    Files that are not of the format, or hold no schema, fail here, before any task: one line
+    with Spark's innermost reason instead of a Java stack trace.
+    """
+    try:
+        return read()
+    except (AnalysisException, Py4JJavaError) as err:
+        raise InputError(f"cannot read {path!r} as {fmt}: {one_line(_innermost(err))}") from err
+
+
+def _innermost(err: Exception) -> str:
+    if isinstance(err, AnalysisException):
+        return err.getMessage()
+    cause = err.java_exception
+    while cause.getCause() is not None:
+        cause = cause.getCause()
+    return cause.toString()
 
 
 def _empty_rejected(spark: SparkSession) -> DataFrame:
@@ -115,47 +128,127 @@ def _typed_text_column(frame: DataFrame, rejected: DataFrame, cfg: InputConfig, 
     return Corpus(frame, rejected, text, fmt, notes)
 
 
-def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
-    """JSON Lines, validated line by line in the JVM.
+# Spark's JSON parser (Jackson) refuses a string value longer than this; such a line cannot be read.
+MAX_JSON_STRING_CHARS = 20_000_000
 
-    Spark's JSON reader stringifies a number or object found where a string is expected, so
-    types are checked on a VARIANT parse of each line instead: invalid UTF-8, malformed JSON,
-    a non-object line and a non-string text value are each rejected with their own reason.
+
+def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
+    """JSON Lines, validated line by line in the JVM; each line is one document or one rejected record.
+
+    Spark's JSON reader stringifies a number or object found where a string is expected, keeps
+    the last of repeated keys, reads only the first value of ``{"a":1} garbage`` and fails the
+    whole column inference on one line with a repeated key. So each line is first parsed into a
+    VARIANT (:func:`_syntax_reason`: which rejects repeated keys and, wrapped as below, anything
+    after the first value), the columns are inferred (:func:`_json_columns`), and only then are
+    the objects read. Rejected with their own reason: invalid UTF-8, malformed JSON (a repeated
+    key and text after the value named), a string over the parser's limit, a non-object line, a
+    key differing only in case from another (Spark's columns ignore case), a non-string text.
     """
-    lines = spark.read.text(cfg.path).select(F.input_file_name().alias("source"), F.col("value").alias("line"))
+    raw = F.col("value")
+    lines = spark.read.text(cfg.path).select(  # a byte-order mark (Windows editors) is not part of the JSON
+        F.input_file_name().alias("source"), raw,
+        F.when(raw.startswith("\ufeff"), F.substring(raw, 2, 2**31 - 1)).otherwise(raw).alias("line"))
     lines = lines.filter(F.trim(F.col("line")) != "")
-    parsed = lines.withColumn("_variant", F.expr("try_parse_json(line)"))
-    columns = _json_columns(spark, cfg.path)
+    # The line as the only element of an array: "[" + line + "]" parses only if nothing but
+    # whitespace follows the line's value, except where the line itself closes the array early
+    # (``{..}] junk``), which _syntax_reason catches with a second wrapping.
+    parsed = lines.withColumn("_array", F.expr("try_parse_json(concat('[', line, ']'))"))
+    syntax = _syntax_reason()
+    columns = _json_columns(spark, cfg.path, parsed.filter(syntax.isNull()).select("line"))
     notes: list[str] = []
     text = _choose_text_column([f.name for f in columns.fields], cfg, notes)
+    columns, case_variants = _case_variants(columns, (text,))
     schema = StructType([StructField(f.name, StringType() if f.name == text else f.dataType, True)
                          for f in columns.fields])
-    text_type = F.expr(f"schema_of_variant(variant_get(_variant, '$[\"{_escape(text)}\"]'))")
-    reason = (F.when(~F.expr("is_valid_utf8(line)"), F.lit("invalid UTF-8"))
-              .when(F.col("_variant").isNull(), F.lit("malformed JSON"))
-              .when(~F.expr("schema_of_variant(_variant)").startswith("OBJECT"),
-                    F.lit("JSON value is not an object"))
-              .when(text_type.isNotNull() & ~text_type.isin("STRING", "VOID"),
-                    F.concat(F.lit(f"text field {text!r} is "), text_type, F.lit(", not a string"))))
-    classified = parsed.withColumn("reason", reason).drop("_variant")
+    text_type = F.expr(f"schema_of_variant(variant_get(_array, '$[0][\"{_escape(text)}\"]'))")
+    # on the whole [line]: extracting $[0] as a VARIANT would re-encode every document
+    reason = syntax.when(~F.expr("schema_of_variant(_array)").startswith("ARRAY<OBJECT"),
+                         F.lit("JSON value is not an object"))
+    if case_variants:  # per-line keys only for an input that has such keys
+        variant_key = F.try_element_at(F.array_intersect(F.expr("json_object_keys(line)"),
+                                                     F.array(*[F.lit(k) for k in case_variants])), F.lit(1))
+        parsed = parsed.withColumn("_case_variant", variant_key)
+        reason = reason.when(F.col("_case_variant").isNotNull(),
+                             F.concat(F.lit("key '"), F.col("_case_variant"),
+                                      F.lit("' differs only in case from another key (columns ignore case)")))
+    reason = reason.when(text_type.isNotNull() & ~text_type.isin("STRING", "VOID"),
+                         F.concat(F.lit(f"text field {text!r} is "), text_type, F.lit(", not a string")))
+    classified = parsed.withColumn("reason", reason).drop("_array", "_case_variant")
     rejected = classified.filter(F.col("reason").isNotNull()).select(
-        "source", "reason", F.col("line").cast("binary").alias("record"))
+        "source", "reason", F.col("value").cast("binary").alias("record"))
     documents = (classified.filter(F.col("reason").isNull())
                  .select(F.from_json("line", schema).alias("_row")).select("_row.*"))
     return Corpus(documents, rejected, text, "json", notes)
+
+
+def _syntax_reason() -> Column:
+    """Why a line (with ``_array``) is not one JSON value, or null; the costly checks run only where needed.
+
+    ``[line]`` parsing as a one-element array leaves one way for text to follow the value: a
+    ``]`` in the line that closed the array early (``{..}] junk``). Then ``{"":line}`` cannot
+    parse (an object's value must be followed by ``,`` or ``}``), so that second parse, run
+    only for lines holding a ``]``, completes the check.
+    """
+    line, array = F.col("line"), F.col("_array")
+    after_value = F.lit("malformed JSON: text after the first value")
+    repeated = F.expr("try_element_at(transform(array(json_object_keys(line)), "
+                      "k -> try_element_at(filter(k, (x, i) -> array_position(k, x) != i + 1), 1)), 1)")
+    return (F.when(~F.expr("is_valid_utf8(line)"), F.lit("invalid UTF-8"))
+            .when(array.isNull() & (F.length(line) > MAX_JSON_STRING_CHARS),
+                  F.lit(f"malformed JSON, or a string over {MAX_JSON_STRING_CHARS:,} characters "
+                        "(the limit of Spark's JSON parser)"))
+            .when(array.isNull() & F.expr("try_parse_json(line)").isNotNull(), after_value)
+            .when(array.isNull() & repeated.isNotNull(),
+                  F.concat(F.lit("malformed JSON: repeated key '"), repeated, F.lit("'")))
+            .when(array.isNull(), F.lit("malformed JSON"))
+            .when(F.expr("variant_get(_array, '$[1]')").isNotNull(), after_value)
+            .when((F.instr(line, "]") > 0) & F.expr("""try_parse_json(concat('{"":', line, '}'))""").isNull(),
+                  after_value))
 
 
 def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
 
 
-def _json_columns(spark: SparkSession, path: str) -> StructType:
-    """Columns of a JSON Lines corpus, inferred by Spark with malformed lines left out."""
-    schema = (spark.read.option("mode", "DROPMALFORMED").option("samplingRatio", 1.0)
-              .json(path).schema)
+def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame) -> StructType:
+    """Columns of a JSON Lines input as Spark's JSON reader infers them, every line sampled.
+
+    Inferred case-sensitively: keys that differ only in case come out as separate columns
+    (:func:`_case_variants` decides), where Spark would merge them into one column (losing the
+    values of one spelling) or, within one object, fail. The reader's own pass over the files
+    is the fast way; only if one line repeats a key, which fails that inference for the whole
+    input, are the columns inferred again from the ``well_formed`` lines (a VARIANT parse more).
+    """
+    reader = spark.read.option("mode", "DROPMALFORMED").option("samplingRatio", 1.0)  # no _corrupt_record
+    previous = spark.conf.get("spark.sql.caseSensitive")
+    spark.conf.set("spark.sql.caseSensitive", "true")
+    try:
+        try:
+            schema = reader.json(path).schema
+        except AnalysisException as err:
+            if err.getCondition() != "COLUMN_ALREADY_EXISTS":
+                raise
+            strings = getattr(well_formed._jdf, "as")(spark.sparkContext._jvm.org.apache.spark.sql.Encoders.STRING())
+            schema = _parse_datatype_json_string(reader._jreader.json(strings).schema().json())
+    finally:
+        spark.conf.set("spark.sql.caseSensitive", previous)
     if not schema.fields:
         raise InputError(f"no JSON objects found in {path!r}")
     return schema
+
+
+def _case_variants(columns: StructType, preferred: tuple[str, ...]) -> tuple[StructType, list[str]]:
+    """``(columns, variant spellings)``: of keys equal but for case one is the column, the others variants.
+
+    The column is the preferred spelling (the text column) if it is one of them, else the first
+    in Spark's order; lines holding a variant spelling are rejected rather than merged.
+    """
+    groups: dict[str, list[str]] = {}
+    for f in columns.fields:
+        groups.setdefault(f.name.lower(), []).append(f.name)
+    chosen = {key: next((n for n in names if n in preferred), names[0]) for key, names in groups.items()}
+    kept = StructType([f for f in columns.fields if chosen[f.name.lower()] == f.name])
+    return kept, [f.name for f in columns.fields if chosen[f.name.lower()] != f.name]
 
 
 def _read_hf_saved(spark: SparkSession, path: str) -> DataFrame:

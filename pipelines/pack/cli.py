@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pipelines.cli import add_input_arguments, add_spark_arguments
+from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments
 from pipelines.logs import add_logging_arguments
 from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
 
@@ -93,7 +93,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
 
 
 def pack_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog="jobs/pack.py",
         description="Tokenize a corpus and pack it into fixed-length rows: Parquet and TFRecord shards, "
                     "tokenizer.json and manifest.json, published atomically.")

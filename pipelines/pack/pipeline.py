@@ -18,6 +18,10 @@ Stages (all data stays on executors; the driver sees only counts and per-shard s
    shard ``k`` in every format, Megatron's unpacked (``pipelines.pack.shards``). Same input,
    same shards, byte for byte.
 6. **Manifest** from the summaries and the counts; validated; renamed into place; ``_SUCCESS`` last.
+
+Records that cannot be documents (malformed JSON, invalid UTF-8, ...) are written to
+``DIR/rejected/`` as in the dedup job (schema ``schemas.tables.REJECTED``), and
+``stats.rejected_records`` counts that table's rows, so the count can be checked.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.config import InputConfig, PackConfig
 from pipelines.ids import doc_id_column
+from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.pack.shards import Documents, ShardSpec, pack_partition_fn, write_shard
@@ -45,6 +50,7 @@ from schemas.enforce import conform
 from schemas.packed import (DOC_IDS, DOCUMENTS, DOCUMENTS_DIR, FEATURE_NAMES, FORMAT_VERSION, FORMATS, MEGATRON, PROVENANCE,
                             SHARD_SUMMARY, TOKENIZED, megatron_index_file, shard_file, token_dtype_for,
                             validate_manifest)
+from schemas.tables import REJECTED
 from udfs.megatron import DTYPE_CODES
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, ids_as_binary, tokenize_batch
 
@@ -98,13 +104,16 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
 def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     from pipelines.spark_session import get_spark
 
+    # Before Spark starts: the paths, and a given tokenizer file with its special tokens.
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)
+    given = load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None
     spark = spark or get_spark(cfg.spark)
     input_cfg, dedup_stats = resolve_input(spark, cfg.input)
     corpus = read_corpus(spark, input_cfg)  # raises InputError before anything is written
     out = OutputDir(spark, _absolute(cfg.output), cfg.overwrite)
     timer = StageTimer("pack", spark)
     try:
-        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, timer)
+        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, timer, given)
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
@@ -115,10 +124,8 @@ def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
     return PackResult(out.final, manifest, timings)
 
 
-def _tokenizer(cfg: PackConfig, corpus) -> TokenizerInfo:
-    if cfg.tokenizer.path:
-        return load_tokenizer_file(cfg.tokenizer)
-    return train_tokenizer(corpus.documents, corpus.text_column, cfg.tokenizer)
+def _tokenizer(cfg: PackConfig, corpus, given: TokenizerInfo | None) -> TokenizerInfo:
+    return given or train_tokenizer(corpus.documents, corpus.text_column, cfg.tokenizer)
 
 
 def _provenance(cfg: PackConfig, documents: DataFrame, dedup_stats: dict | None) -> list:
@@ -180,9 +187,9 @@ def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes
 
 
 def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, dedup_stats: dict | None,
-         out: OutputDir, timer: StageTimer) -> tuple[dict, dict]:
+         out: OutputDir, timer: StageTimer, given: TokenizerInfo | None) -> tuple[dict, dict]:
     timer.begin("tokenizer")
-    tok = _tokenizer(cfg, corpus)
+    tok = _tokenizer(cfg, corpus, given)
     for note in tok.notes:
         log.warning(note)
     out.write_text("tokenizer.json", tok.json)
@@ -199,7 +206,8 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     counts, by_source = _counts(tokenized, cfg.seq_len)
     conform(tokenized.withColumnRenamed("n_stream", "tokens"), DOCUMENTS, "documents").write.parquet(
         out.path(DOCUMENTS_DIR))
-    rejected = corpus.rejected.count()
+    conform(corpus.rejected, REJECTED, "rejected").write.parquet(out.path("rejected"))
+    rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
     timer.end("tokenize", rows_in=counts["input_documents"], rows_out=counts["documents"],
               tokens=counts["stream_tokens"])
 

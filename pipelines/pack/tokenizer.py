@@ -24,12 +24,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import TokenizerConfig
+from pipelines.errors import UserError
 
 HASH_BUCKETS = 1 << 20
 
 
-class TokenizerError(ValueError):
-    pass
+class TokenizerError(UserError, ValueError):
+    """The tokenizer file or its special tokens cannot serve this corpus."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,7 @@ def train_tokenizer(documents: DataFrame, text_column: str, cfg: TokenizerConfig
         sample = sample.filter(bucket < F.lit(int(math.ceil(fraction * HASH_BUCKETS))))
     sample = sample.orderBy(F.xxhash64("text"), "text")
 
-    specials = [t for t in (cfg.pad_token, cfg.eos_token, cfg.bos_token, cfg.mask_token) if t]
-    if cfg.model == "wordpiece":
-        specials.append(cfg.unk_token)
-    if len(set(specials)) != len(specials):
-        raise TokenizerError(f"special tokens must differ: {specials}")
+    specials = cfg.special_tokens  # distinct: checked by PackConfig before Spark starts
     if cfg.model == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=cfg.unk_token))
         tok.normalizer = normalizers.BertNormalizer(lowercase=False)  # cased; control characters removed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import add_spark_arguments, dedup_config, dedup_parser, spark_config
+from pipelines.cli import JobParser, add_spark_arguments, dedup_config, dedup_parser, spark_config
 from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
 from pipelines.logs import add_logging_arguments
 from pipelines.pack.cli import pack_config, pack_parser
@@ -41,7 +41,7 @@ def _stages(text: str) -> tuple[str, ...]:
 
 
 def prepare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog="jobs/prepare.py",
         description="Deduplicate, tokenize and pack a corpus into OUTPUT/dedup and OUTPUT/pack, and write "
                     "OUTPUT/report.html. Stages whose verified output exists for the same settings and input "

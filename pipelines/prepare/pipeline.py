@@ -17,7 +17,10 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import PrepareConfig, ReportConfig, stage_dir
 from pipelines.dedup.pipeline import run_dedup
+from pipelines.errors import UserError
+from pipelines.io.paths import check_paths
 from pipelines.pack.pipeline import run_pack
+from pipelines.pack.tokenizer import load_tokenizer_file
 from pipelines.prepare import stages as st
 from pipelines.prepare.fs import Fs
 from pipelines.report.prepare import write_prepare_report
@@ -27,7 +30,7 @@ from pipelines.timing import StageTimer
 log = logging.getLogger("corpus_prep.prepare")
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """The requested stages cannot run as asked (e.g. pack without a usable dedup output)."""
 
 
@@ -59,6 +62,10 @@ class PrepareResult:
 
 
 def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> PrepareResult:
+    # Before Spark starts (and before an hour of dedup): the paths, the tokenizer file.
+    check_paths(cfg.dedup.input.path, cfg.output, overwrite=True, list_input="dedup" in cfg.stages)
+    if "pack" in cfg.stages and cfg.pack.tokenizer.path:
+        load_tokenizer_file(cfg.pack.tokenizer)
     spark = spark or get_spark(cfg.spark)
     fs = Fs(spark)
     result = PrepareResult(cfg.output)
