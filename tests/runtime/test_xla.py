@@ -2,12 +2,11 @@
 
 Needs torch-xla, which pins its own torch, so it runs in a second environment
 (``scripts/setup.sh --xla`` makes ``.venv-xla``; ``.ci/run`` runs this file there with
-``RUNTIME_REQUIRE_XLA=1``, which turns the skip below into a failure).
+``CORPUS_PREP_REQUIRE=torch_xla``, which turns the skip below into a failure).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
@@ -16,14 +15,10 @@ import torch
 from runtime.checkpoints import latest_checkpoint
 from runtime.config import GenerateConfig, LoaderConfig, OptimConfig, TrainConfig
 from runtime.train import train
-
-if importlib.util.find_spec("torch_xla") is None:
-    if os.environ.get("RUNTIME_REQUIRE_XLA") == "1":
-        raise RuntimeError("RUNTIME_REQUIRE_XLA=1 but torch_xla is not installed in this environment")
-    pytest.skip("torch-xla not installed: run in .venv-xla (scripts/setup.sh --xla; .ci/run does)",
-                allow_module_level=True)
+from tests.conftest import optional_import
 
 os.environ.setdefault("PJRT_DEVICE", "CPU")
+optional_import("torch_xla")  # in .venv-xla only (scripts/setup.sh --xla; .ci/run runs it there)
 # XLA's runtime started before any backward runs: autograd sizes its per-device queues at the first
 # backward, so a CPU step before would leave XLA without one (an INTERNAL ASSERT in engine.cpp)
 import torch_xla  # noqa: E402
