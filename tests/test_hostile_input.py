@@ -1,6 +1,7 @@
 """Hostile input, table-driven, against the three jobs: ``jobs/dedup.py``, ``jobs/pack.py``, ``jobs/prepare.py``.
 
-Three kinds of case, as ``docs/operations.md`` ("What is refused, what is rejected") sorts them:
+Three kinds of case, as ``docs/operations.md`` ("Bad input: what is refused, what is rejected, what
+is never touched") sorts them:
 
 * **refused before Spark starts**: a bad option value, an output that would destroy the
   input, an input without files, a bad tokenizer file. Exit 2, one ``error:`` line, and Spark
@@ -11,11 +12,13 @@ Three kinds of case, as ``docs/operations.md`` ("What is refused, what is reject
   bad line is in ``rejected/`` verbatim with its reason, every other line is a document, and
   the counts add up (input = kept + duplicates + rejected).
 
-Plus Ctrl-C on a real process: exit 130, one line, checkpoints kept, and the rerun resumes.
+Plus Ctrl-C: on a real process (exit 130, one line, no traceback), and in this process
+(checkpoints kept, the same command resumes).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -41,8 +44,7 @@ INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
 def _main(job: str):
-    module = __import__(f"jobs.{job}", fromlist=["main"])
-    return module.main
+    return importlib.import_module(f"jobs.{job}").main
 
 
 def _words(rng: random.Random, n: int) -> str:
@@ -95,7 +97,8 @@ REFUSED_BEFORE_SPARK = [
     ("output is the input via a symlink", JOBS, "--input {root}/link-to-in --output {root}/in --overwrite",
      r"--output '/\S+/in' is the input '/\S+/link-to-in'" + HOLDS),
     ("output is the input as a file:// URI with a slash", JOBS,
-     "--input {root}/in/ --output file://{root}/in/ --overwrite", r"--output 'file:///\S+/in/?' is the input '/\S+/in/'" + HOLDS),
+     "--input {root}/in/ --output file://{root}/in/ --overwrite",
+     r"--output 'file:///\S+/in/?' is the input '/\S+/in/'" + HOLDS),
     ("output is the input through ..", ("dedup",), "--input {root}/in --output {root}/empty/../in --overwrite",
      r"--output '/\S+/empty/\.\./in' is the input '/\S+/in'" + HOLDS),
     ("output inside the input directory", JOBS, "--input {root}/in --output {root}/in/out",
@@ -132,7 +135,8 @@ REFUSED_BEFORE_SPARK = [
     ("--output empty", ("dedup", "pack"), "--input {root}/in --output=", r"--output is empty"),
     ("--seq-len 1", ("pack", "prepare"), "--input {root}/in --output {root}/out --seq-len 1",
      r"--seq-len must be in \[2, 65535\] \(positions are stored as uint16\)"),
-    ("tokenizer file missing", ("pack", "prepare"), "--input {root}/in --output {root}/out --tokenizer {root}/nope.json",
+    ("tokenizer file missing", ("pack", "prepare"),
+     "--input {root}/in --output {root}/out --tokenizer {root}/nope.json",
      r"tokenizer file '.*/nope\.json' does not exist"),
     ("tokenizer file not JSON", ("pack", "prepare"),
      "--input {root}/in --output {root}/out --tokenizer {root}/not-json.txt",
@@ -268,8 +272,8 @@ TEXTS = [_words(RNG, 50) for _ in range(8)]
 RECORDS = [
     *[(f"plain {k}", json.dumps({"content": t, "n": k}).encode(), DOCUMENT) for k, t in enumerate(TEXTS)],
     ("exact copy", json.dumps({"content": TEXTS[0], "n": 0}).encode(), DOCUMENT),
-    ("mixed scripts", json.dumps({"content": "données naïve café 東京 データ 🙂 مرحبا Здравствуйте " * 3}).encode(),
-     DOCUMENT),
+    ("mixed scripts", json.dumps({"content": "données naïve café 東京 データ 🙂 مرحبا Здравствуйте " * 3},
+                                 ensure_ascii=False).encode(), DOCUMENT),
     ("escaped NUL in the text", b'{"content": "before \\u0000 after the nul byte here"}', DOCUMENT),
     ("null text", b'{"content": null, "n": 100}', DOCUMENT),
     ("empty text", b'{"content": "", "n": 101}', DOCUMENT),

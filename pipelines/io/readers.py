@@ -130,6 +130,35 @@ def _typed_text_column(frame: DataFrame, rejected: DataFrame, cfg: InputConfig, 
 
 # Spark's JSON parser (Jackson) refuses a string value longer than this; such a line cannot be read.
 MAX_JSON_STRING_CHARS = 20_000_000
+_AFTER_VALUE = "malformed JSON: text after the first value"
+# Why a line ``l`` is not one JSON value, given ``a``, its parse as ``[l]`` (CASE branches, see
+# _line_reasons). ``[l]`` parsing as a one-element array leaves one way for text to follow the
+# value: a ``]`` in the line that closed the array early (``{..}] junk``); then ``{"":l}`` cannot
+# parse (an object's value must be followed by ``,`` or ``}``), so that second parse, run only
+# for lines holding a ``]``, completes the check. The costly branches run only for bad lines.
+_SYNTAX_REASONS = f"""
+    WHEN NOT is_valid_utf8(l) THEN 'invalid UTF-8'
+    WHEN a IS NULL AND length(l) > {MAX_JSON_STRING_CHARS} THEN
+        'malformed JSON, or a string over {MAX_JSON_STRING_CHARS:,} characters (the limit of Spark''s JSON parser)'
+    WHEN a IS NULL AND try_parse_json(l) IS NOT NULL THEN '{_AFTER_VALUE}'
+    WHEN a IS NULL AND size(json_object_keys(l)) > size(array_distinct(json_object_keys(l))) THEN
+        concat('malformed JSON: repeated key ''', element_at(transform(array(json_object_keys(l)),
+               k -> element_at(filter(k, (x, i) -> array_position(k, x) != i + 1), 1)), 1), '''')
+    WHEN a IS NULL THEN 'malformed JSON'
+    WHEN variant_get(a, '$[1]') IS NOT NULL THEN '{_AFTER_VALUE}'
+    WHEN instr(l, ']') > 0 AND try_parse_json(concat('{{"":', l, '}}')) IS NULL THEN '{_AFTER_VALUE}'
+    WHEN NOT startswith(schema_of_variant(a), 'ARRAY<OBJECT') THEN 'JSON value is not an object'"""
+
+
+def _line_reasons(branches: str) -> Column:
+    """Why ``line`` is rejected (the first matching branch), or null.
+
+    The line and its VARIANT parse are bound to lambda variables (``l``, ``a``): a column
+    computed below and referenced in several branches would be inlined by the optimizer into
+    each of them (the filter on the reason is pushed down), parsing every line several times.
+    """
+    return F.expr(f"element_at(transform(array(line), l -> element_at(transform("
+                  f"array(try_parse_json(concat('[', l, ']'))), a -> CASE {branches} END), 1)), 1)")
 
 
 def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
@@ -137,73 +166,41 @@ def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
 
     Spark's JSON reader stringifies a number or object found where a string is expected, keeps
     the last of repeated keys, reads only the first value of ``{"a":1} garbage`` and fails the
-    whole column inference on one line with a repeated key. So each line is first parsed into a
-    VARIANT (:func:`_syntax_reason`: which rejects repeated keys and, wrapped as below, anything
-    after the first value), the columns are inferred (:func:`_json_columns`), and only then are
-    the objects read. Rejected with their own reason: invalid UTF-8, malformed JSON (a repeated
-    key and text after the value named), a string over the parser's limit, a non-object line, a
-    key differing only in case from another (Spark's columns ignore case), a non-string text.
+    whole column inference on one line with a repeated key. So each line is parsed as ``[line]``
+    into a VARIANT, which rejects repeated keys and, with one more check, anything after the
+    first value (``_SYNTAX_REASONS``); the columns are inferred (:func:`_json_columns`); and
+    only then are the objects read. Rejected with their own reason: invalid UTF-8, malformed
+    JSON (a repeated key and text after the value named), a string over the parser's limit, a
+    non-object line, a key differing only in case from another (Spark's columns ignore case), a
+    non-string text.
     """
     raw = F.col("value")
     lines = spark.read.text(cfg.path).select(  # a byte-order mark (Windows editors) is not part of the JSON
         F.input_file_name().alias("source"), raw,
         F.when(raw.startswith("\ufeff"), F.substring(raw, 2, 2**31 - 1)).otherwise(raw).alias("line"))
     lines = lines.filter(F.trim(F.col("line")) != "")
-    # The line as the only element of an array: "[" + line + "]" parses only if nothing but
-    # whitespace follows the line's value, except where the line itself closes the array early
-    # (``{..}] junk``), which _syntax_reason catches with a second wrapping.
-    parsed = lines.withColumn("_array", F.expr("try_parse_json(concat('[', line, ']'))"))
-    syntax = _syntax_reason()
-    columns = _json_columns(spark, cfg.path, parsed.filter(syntax.isNull()).select("line"))
+    well_formed = lines.filter(_line_reasons(_SYNTAX_REASONS).isNull()).select("line")
+    columns = _json_columns(spark, cfg.path, well_formed)
     notes: list[str] = []
     text = _choose_text_column([f.name for f in columns.fields], cfg, notes)
     columns, case_variants = _case_variants(columns, (text,))
     schema = StructType([StructField(f.name, StringType() if f.name == text else f.dataType, True)
                          for f in columns.fields])
-    text_type = F.expr(f"schema_of_variant(variant_get(_array, '$[0][\"{_escape(text)}\"]'))")
-    # on the whole [line]: extracting $[0] as a VARIANT would re-encode every document
-    reason = syntax.when(~F.expr("schema_of_variant(_array)").startswith("ARRAY<OBJECT"),
-                         F.lit("JSON value is not an object"))
+    branches = _SYNTAX_REASONS
     if case_variants:  # per-line keys only for an input that has such keys
-        variant_key = F.try_element_at(F.array_intersect(F.expr("json_object_keys(line)"),
-                                                     F.array(*[F.lit(k) for k in case_variants])), F.lit(1))
-        parsed = parsed.withColumn("_case_variant", variant_key)
-        reason = reason.when(F.col("_case_variant").isNotNull(),
-                             F.concat(F.lit("key '"), F.col("_case_variant"),
-                                      F.lit("' differs only in case from another key (columns ignore case)")))
-    reason = reason.when(text_type.isNotNull() & ~text_type.isin("STRING", "VOID"),
-                         F.concat(F.lit(f"text field {text!r} is "), text_type, F.lit(", not a string")))
-    classified = parsed.withColumn("reason", reason).drop("_array", "_case_variant")
+        variant_keys = "array_intersect(json_object_keys(l), array({}))".format(
+            ", ".join(f"'{_escape(k)}'" for k in case_variants))
+        branches += (f"\n    WHEN size({variant_keys}) > 0 THEN concat('key ''', element_at({variant_keys}, 1), "
+                     "''' differs only in case from another key (columns ignore case)')")
+    text_type = f"schema_of_variant(variant_get(a, '$[0][\"{_escape(text)}\"]'))"
+    branches += (f"\n    WHEN {text_type} NOT IN ('STRING', 'VOID') THEN "
+                 f"concat('{_escape(f'text field {text!r} is ')}', {text_type}, ', not a string')")
+    classified = lines.withColumn("reason", _line_reasons(branches))
     rejected = classified.filter(F.col("reason").isNotNull()).select(
         "source", "reason", F.col("value").cast("binary").alias("record"))
     documents = (classified.filter(F.col("reason").isNull())
                  .select(F.from_json("line", schema).alias("_row")).select("_row.*"))
     return Corpus(documents, rejected, text, "json", notes)
-
-
-def _syntax_reason() -> Column:
-    """Why a line (with ``_array``) is not one JSON value, or null; the costly checks run only where needed.
-
-    ``[line]`` parsing as a one-element array leaves one way for text to follow the value: a
-    ``]`` in the line that closed the array early (``{..}] junk``). Then ``{"":line}`` cannot
-    parse (an object's value must be followed by ``,`` or ``}``), so that second parse, run
-    only for lines holding a ``]``, completes the check.
-    """
-    line, array = F.col("line"), F.col("_array")
-    after_value = F.lit("malformed JSON: text after the first value")
-    repeated = F.expr("try_element_at(transform(array(json_object_keys(line)), "
-                      "k -> try_element_at(filter(k, (x, i) -> array_position(k, x) != i + 1), 1)), 1)")
-    return (F.when(~F.expr("is_valid_utf8(line)"), F.lit("invalid UTF-8"))
-            .when(array.isNull() & (F.length(line) > MAX_JSON_STRING_CHARS),
-                  F.lit(f"malformed JSON, or a string over {MAX_JSON_STRING_CHARS:,} characters "
-                        "(the limit of Spark's JSON parser)"))
-            .when(array.isNull() & F.expr("try_parse_json(line)").isNotNull(), after_value)
-            .when(array.isNull() & repeated.isNotNull(),
-                  F.concat(F.lit("malformed JSON: repeated key '"), repeated, F.lit("'")))
-            .when(array.isNull(), F.lit("malformed JSON"))
-            .when(F.expr("variant_get(_array, '$[1]')").isNotNull(), after_value)
-            .when((F.instr(line, "]") > 0) & F.expr("""try_parse_json(concat('{"":', line, '}'))""").isNull(),
-                  after_value))
 
 
 def _escape(name: str) -> str:
