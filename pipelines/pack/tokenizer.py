@@ -57,18 +57,17 @@ def _special_ids(tok, cfg: TokenizerConfig, source: str) -> tuple[int, int, int 
     if eos is None:
         raise TokenizerError(f"EOS token {cfg.eos_token!r} is not in {source}; its added tokens are "
                              f"{known[:20]} (choose one with --eos-token)")
-    bos = None
-    if cfg.bos_token is not None:
-        bos = tok.token_to_id(cfg.bos_token)
-        if bos is None:
-            raise TokenizerError(f"BOS token {cfg.bos_token!r} is not in {source}; its added tokens "
-                                 f"are {known[:20]}")
-    mask = None
-    if cfg.mask_token is not None:
-        mask = tok.token_to_id(cfg.mask_token)
-        if mask is None:
-            raise TokenizerError(f"mask token {cfg.mask_token!r} is not in {source}; its added tokens "
-                                 f"are {known[:20]}")
+    def optional_id(token: str | None, what: str) -> int | None:
+        """The id of an optional special token, which must exist when it is asked for."""
+        if token is None:
+            return None
+        found = tok.token_to_id(token)
+        if found is None:
+            raise TokenizerError(f"{what} token {token!r} is not in {source}; its added tokens are {known[:20]}")
+        return found
+
+    bos = optional_id(cfg.bos_token, "BOS")
+    mask = optional_id(cfg.mask_token, "mask")
     pad = tok.token_to_id(cfg.pad_token)
     if pad is None and mask is not None:
         raise TokenizerError(f"pad token {cfg.pad_token!r} is not in {source}; an encoder tokenizer needs its "

@@ -106,6 +106,17 @@ def _varlen_reference(module, query, key, value, attention_mask, scaling=None, d
     return out.transpose(1, 2).contiguous(), None
 
 
+
+def assert_documents_alone(model, packed, rows):
+    """Each document's packed logits equal the model (SDPA) run on that document alone, to 1e-5."""
+    model.set_attn_implementation("sdpa")
+    for row, docs in enumerate(rows):
+        start = 0
+        for doc in docs:
+            alone = model(input_ids=doc[None]).logits[0]
+            torch.testing.assert_close(packed[row, start:start + len(doc)], alone, atol=1e-5, rtol=0)
+            start += len(doc)
+
 @pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
 def test_flattened_varlen_logits_equal_documents_alone(arch):
     """The flattened inputs reach the attention with their cu_seq_lens, and the model's logits are right."""
@@ -117,13 +128,7 @@ def test_flattened_varlen_logits_equal_documents_alone(arch):
     rows, batch = _packed_batch([[5, 9, 1, 3], [24], [7, 7]], 24, seed=1)
     with torch.no_grad():
         packed = model(**flatten_packed(batch)).logits.reshape(3, 24, -1)
-        model.set_attn_implementation("sdpa")
-        for row, docs in enumerate(rows):
-            start = 0
-            for doc in docs:
-                alone = model(input_ids=doc[None]).logits[0]
-                torch.testing.assert_close(packed[row, start:start + len(doc)], alone, atol=1e-5, rtol=0)
-                start += len(doc)
+        assert_documents_alone(model, packed, rows)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -144,12 +149,6 @@ def test_flex_block_mask_logits_equal_documents_alone(arch, monkeypatch):
         unmasked = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                          attention_mask=packed_model_inputs({**batch, "segment_ids": (batch["segment_ids"] > -1).long()},
                                                             "flex_attention", torch.float32)["attention_mask"]).logits
-        model.set_attn_implementation("sdpa")
-        for row, docs in enumerate(rows):
-            start = 0
-            for doc in docs:
-                alone = model(input_ids=doc[None]).logits[0]
-                torch.testing.assert_close(packed[row, start:start + len(doc)], alone, atol=1e-5, rtol=0)
-                start += len(doc)
+        assert_documents_alone(model, packed, rows)
     assert (unmasked[0, 5:14] - packed[0, 5:14]).abs().max() > 1e-3  # one document per row: the mask matters
     assert torch.isfinite(packed).all()
