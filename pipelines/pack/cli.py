@@ -46,9 +46,9 @@ HELP = {
 }
 FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer",
          ("tokenizer", "model"): "--tokenizer-model"}
-CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"]}
+CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"],
+           "feature_names": ["default", "seqio", "maxtext"]}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
-CHOICES = {"packing": ["best-fit", "greedy"], "feature_names": ["default", "seqio", "maxtext"]}
 
 
 def parse_size(text: str) -> int:
