@@ -26,7 +26,6 @@ same segment and ``targets_segmentation`` is 0 where a segment has no next token
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pyarrow as pa
