@@ -180,8 +180,8 @@ def _read_json_lines(spark: SparkSession, cfg: InputConfig) -> Corpus:
         F.when(raw.startswith("\ufeff"), F.substring(raw, 2, 2**31 - 1)).otherwise(raw).alias("line"))
     lines = lines.filter(F.trim(F.col("line")) != "")
     well_formed = lines.filter(_line_reasons(_SYNTAX_REASONS).isNull()).select("line")
-    columns = _json_columns(spark, cfg.path, well_formed)
     notes: list[str] = []
+    columns = _json_columns(spark, cfg.path, well_formed, notes)
     text = _choose_text_column([f.name for f in columns.fields], cfg, notes)
     columns, case_variants = _case_variants(columns, (text,))
     schema = StructType([StructField(f.name, StringType() if f.name == text else f.dataType, True)
@@ -207,7 +207,7 @@ def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
 
 
-def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame) -> StructType:
+def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame, notes: list[str]) -> StructType:
     """Columns of a JSON Lines input as Spark's JSON reader infers them, every line sampled.
 
     Inferred case-sensitively: keys that differ only in case come out as separate columns
@@ -227,6 +227,8 @@ def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame) -> Str
                 raise
             strings = getattr(well_formed._jdf, "as")(spark.sparkContext._jvm.org.apache.spark.sql.Encoders.STRING())
             schema = _parse_datatype_json_string(reader._jreader.json(strings).schema().json())
+            notes.append("a line repeats a key (Spark's COLUMN_ALREADY_EXISTS warning); such lines are "
+                         "rejected and the columns were inferred from the well-formed lines")
     finally:
         spark.conf.set("spark.sql.caseSensitive", previous)
     if not schema.fields:
