@@ -99,15 +99,21 @@ def test_failed_stage_logs_a_warning_and_restores_the_enclosing_job_group(spark,
     assert set(inner.seconds) == {"signatures"} and set(outer.seconds) == {"dedup"}
 
 
-def test_a_failed_pack_run_leaves_no_stage_label_behind(spark, tmp_path, caplog):
+def test_a_failed_pack_run_leaves_no_stage_label_behind(spark, tmp_path, caplog, monkeypatch):
+    import pipelines.pack.pipeline as pack_pipeline
     from pipelines.pack.tokenizer import TokenizerError
 
+    def failing_training(*args, **kwargs):
+        raise TokenizerError("no text to train on")
+
+    # bad settings are refused before Spark starts, so a failure inside the stage is made here
+    monkeypatch.setattr(pack_pipeline, "train_tokenizer", failing_training)
     caplog.set_level(logging.INFO, logger="corpus_prep")
     spark.sparkContext.setJobGroup("caller", "the caller's own label")
     try:
         cfg = PackConfig(input=InputConfig(path=SAMPLE), output=str(tmp_path / "packed"), seq_len=128,
-                         tokenizer=TokenizerConfig(train=True, vocab_size=400, eos_token="<|pad|>"))
-        with pytest.raises(TokenizerError):  # EOS equal to the pad token: fails inside the tokenizer stage
+                         tokenizer=TokenizerConfig(train=True, vocab_size=400))
+        with pytest.raises(TokenizerError):  # fails inside the tokenizer stage
             run_pack(cfg, spark=spark)
         assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
     finally:
