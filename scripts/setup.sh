@@ -28,8 +28,10 @@ fi
 if [[ "${1:-}" == "--xla" ]]; then
     [[ -x .venv-xla/bin/python ]] || "$python" -m venv .venv-xla
     .venv-xla/bin/python -m pip install --quiet --upgrade pip
-    .venv-xla/bin/python -m pip install --quiet "torch-xla==2.9.0" "torch==2.9.*"
-    .venv-xla/bin/python -m pip install --quiet -e ".[dev,runtime]"
+    # torchao matched to torch 2.9 (transformers imports torchao whenever it is installed, and a newer
+    # torchao fails to import on torch 2.9)
+    .venv-xla/bin/python -m pip install --quiet "torch-xla==2.9.0" "torch==2.9.*" "torchao==0.14.1"
+    .venv-xla/bin/python -m pip install --quiet -e ".[dev,runtime]" "torchao==0.14.1"
     PJRT_DEVICE=CPU .venv-xla/bin/python -c 'import torch_xla; print("ready: torch_xla", torch_xla.__version__, torch_xla.device())'
     exit 0
 fi
