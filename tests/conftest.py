@@ -48,3 +48,19 @@ def spark():
 @pytest.fixture(scope="session")
 def samples_dir():
     return os.path.join(ROOT, "samples")
+
+
+def train_local_tokenizer(texts: list[str], path: str, vocab_size: int = 400,
+                          special_tokens: tuple[str, ...] = ("<|pad|>", "<|endoftext|>", "<|bos|>")):
+    """A small byte-level BPE trained on ``texts`` and saved at ``path``: the local tokenizer.json
+    the tests hand to the jobs (nothing is downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(special_tokens), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(path))
+    return tok

@@ -33,9 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_local_tokenizer
 from tests.dedup_helpers import read_rows
 
 JOBS = ("dedup", "pack", "prepare")
@@ -61,13 +60,7 @@ def paths(tmp_path_factory):
     (root / "in" / "corpus.jsonl").write_text("".join(json.dumps({"content": t}) + "\n" for t in texts))
     (root / "empty").mkdir()
     (root / "empty" / "_SUCCESS").write_text("")  # not a data file
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|pad|>", "<|endoftext|>"],
-                                                       show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(root / "tokenizer.json"))
+    train_local_tokenizer(texts, root / "tokenizer.json", 300, ("<|pad|>", "<|endoftext|>"))
     (root / "not-json.txt").write_text("this is not a tokenizer")
     (root / "exists").mkdir()
     os.symlink(root / "in", root / "link-to-in")

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from pipelines.config import InputConfig, PackConfig, TokenizerConfig
 from pipelines.io.publish import OutputExists
@@ -22,6 +22,7 @@ from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
 from udfs.packing import unpack_segments
+from tests.conftest import train_local_tokenizer
 from udfs.tfrecord import CorruptShardError, decode_example, read_records
 
 SEQ_LEN = 64
@@ -40,17 +41,6 @@ def make_texts(seed: int, n: int) -> list[str]:
         sep = "\n" if k % 7 == 0 else " "
         texts.append(sep.join(WORDS[i] for i in picked))
     return texts
-
-
-def train_local_tokenizer(texts: list[str], path: str) -> Tokenizer:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|pad|>", "<|endoftext|>", "<|bos|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(path)
-    return tok
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
 from tests.conftest import optional_import
-from tests.test_pack_job import make_texts, train_local_tokenizer
+from tests.conftest import train_local_tokenizer
+from tests.test_pack_job import make_texts
 from udfs.tfrecord import decode_example, read_records
 
 SEQ_LEN = 64

@@ -9,13 +9,13 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pipelines.pack.verify import verify_shards
 from pipelines.prepare import stages as st
 from pipelines.prepare.cli import prepare_config, prepare_parser
 from pipelines.prepare.fs import Fs
 from pipelines.prepare.pipeline import PrepareError, run_prepare
+from tests.conftest import train_local_tokenizer
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
@@ -32,13 +32,7 @@ def corpus(tmp_path_factory):
     data = root / "in"
     data.mkdir()
     pq.write_table(pa.table({"content": texts}), data / "part-0.parquet")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=320, special_tokens=["<|pad|>", "<|endoftext|>"],
-                                                       show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(root / "tokenizer.json"))
+    train_local_tokenizer(texts, root / "tokenizer.json", 320, ("<|pad|>", "<|endoftext|>"))
     return {"input": str(data), "tokenizer": str(root / "tokenizer.json"), "texts": texts}
 
 
