@@ -101,7 +101,7 @@ TOKENIZED = StructType([
 ])
 # Carried beside each tokenized document: where it came from. ``doc_id`` is the dedup job's id
 # (its ``doc_id`` column when the input is a dedup output, else the same row hash the dedup job
-# gives a row that is not repeated, ``pipelines.ids``); ``source`` is ``--source-column``, the
+# gives a row that is not repeated, ``pipelines.dedup.ids``); ``source`` is ``--source-column``, the
 # input file, or for a dedup output the corpus the dedup job read.
 PROVENANCE = [StructField("doc_id", LongType(), False), StructField("source", StringType(), True)]
 # ``DIR/documents/``: one row per input document, so a training row's ``doc_ids`` lead back to

@@ -24,7 +24,7 @@ from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_g
                                        strongest_links)
 from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.verify import score_edges, verify_edges
-from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
+from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus

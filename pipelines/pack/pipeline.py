@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.config import InputConfig, PackConfig
-from pipelines.ids import doc_id_column
+from pipelines.dedup.ids import doc_id_column
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
