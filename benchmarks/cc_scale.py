@@ -45,7 +45,7 @@ from pipelines.config import SparkConfig  # noqa: E402
 from pipelines.dedup.components import connected_components  # noqa: E402
 from pipelines.dedup.survivors import cluster_survivors  # noqa: E402
 from pipelines.spark_session import get_spark  # noqa: E402
-from schemas.tables import DOC_ID  # noqa: E402
+from schemas.dedup import DOC_ID  # noqa: E402
 
 
 def make_graph(nodes: int, giant: int, hub_neighbours: int, chain: int,

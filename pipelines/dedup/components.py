@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig
 from pipelines.dedup.skew import hub_join
-from schemas.tables import DOC_ID
+from schemas.dedup import DOC_ID
 
 log = logging.getLogger("corpus_prep.dedup")
 

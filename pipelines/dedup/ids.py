@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType, StringType
 
 from pipelines.io.readers import InputError, as_rejected
-from schemas.tables import DOC_ID
+from schemas.dedup import DOC_ID
 
 TIEBREAK = "_tiebreak"
 _OCCURRENCE = "_occurrence"

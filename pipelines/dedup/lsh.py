@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
-from schemas.tables import BAND_KEY_BLOCKS, DOC_ID, EDGES
+from schemas.dedup import BAND_KEY_BLOCKS, DOC_ID, EDGES
 from pipelines.config import LshConfig
 from udfs.lsh import bucket_pairs, split_by_part
 

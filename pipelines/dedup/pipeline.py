@@ -32,7 +32,8 @@ from pipelines.report.dedup import write_dedup_report
 from pipelines.spark_session import get_spark
 from pipelines.timing import StageTimer
 from schemas.enforce import conform
-from schemas.tables import DOC_ID, DUPLICATES, REJECTED, SIGNATURES
+from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
+from schemas.rejected import REJECTED
 from udfs.lsh import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pipelines.config import MinHashConfig
-from schemas.tables import DOC_ID, EXCERPT_CHARS, SIGNATURES
+from schemas.dedup import DOC_ID, EXCERPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
 from udfs.lsh import band_keys
 from udfs.minhash import compute_signatures, permutations

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from schemas.tables import DOC_ID
+from schemas.dedup import DOC_ID
 
 
 _AT_HUB = "_at_hub"

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.dedup.skew import hub_join
-from schemas.tables import DOC_ID
+from schemas.dedup import DOC_ID
 
 
 def survivor_key(rank: Column | str = "rank") -> Column:

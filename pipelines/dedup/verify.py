@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
 from pipelines.dedup.skew import filter_ids
-from schemas.tables import DOC_ID, EXACT_SCORED_EDGES, SHINGLE_SETS, VERIFIED_EDGES
+from schemas.dedup import DOC_ID, EXACT_SCORED_EDGES, SHINGLE_SETS, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.lsh import signature_agreement
 from udfs.minhash import set_jaccard, shingle_sets

@@ -1,7 +1,7 @@
 """Read a corpus (Parquet, JSON Lines, or an HF ``datasets`` ``save_to_disk`` folder).
 
 Every input record ends up in exactly one of two DataFrames: ``documents`` (all input columns,
-the text column as a string) or ``rejected`` (schema ``schemas.tables.REJECTED``: the raw
+the text column as a string) or ``rejected`` (schema ``schemas.rejected.REJECTED``: the raw
 record and why it could not be read). Whole-input problems — a missing path, no input files, a
 missing text column, a text column of a non-text type, files Spark cannot read as the format —
 raise :class:`InputError` on the driver before any task runs, naming what was found.
@@ -27,7 +27,7 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType, _
 from pipelines.config import InputConfig
 from pipelines.errors import InputError, one_line
 from pipelines.io.paths import input_files, is_local, local_path
-from schemas.tables import REJECTED
+from schemas.rejected import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
 

@@ -20,7 +20,7 @@ Stages (all data stays on executors; the driver sees only counts and per-shard s
 6. **Manifest** from the summaries and the counts; validated; renamed into place; ``_SUCCESS`` last.
 
 Records that cannot be documents (malformed JSON, invalid UTF-8, ...) are written to
-``DIR/rejected/`` as in the dedup job (schema ``schemas.tables.REJECTED``), and
+``DIR/rejected/`` as in the dedup job (schema ``schemas.rejected.REJECTED``), and
 ``stats.rejected_records`` counts that table's rows, so the count can be checked.
 """
 
@@ -50,7 +50,7 @@ from schemas.enforce import conform
 from schemas.packed import (DOC_IDS, DOCUMENTS, DOCUMENTS_DIR, FEATURE_NAMES, FORMAT_VERSION, FORMATS, MEGATRON, PROVENANCE,
                             SHARD_SUMMARY, TOKENIZED, megatron_index_file, shard_file, token_dtype_for,
                             validate_manifest)
-from schemas.tables import REJECTED
+from schemas.rejected import REJECTED
 from udfs.megatron import DTYPE_CODES
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, ids_as_binary, tokenize_batch
 

@@ -3,7 +3,7 @@
 Besides ``stats.json`` it needs two things only the finished output can tell: the distribution
 of cluster sizes and the members of the largest clusters. Removed documents are not stored
 with their text, so their excerpts come from the job's signature table, which keeps the first
-characters of every document (``schemas.tables.EXCERPT_CHARS``): no second pass over the
+characters of every document (``schemas.dedup.EXCERPT_CHARS``): no second pass over the
 corpus. The gathered data goes to ``report/clusters.json``, from which ``jobs/prepare.py`` builds its own page without Spark.
 """
 
@@ -18,7 +18,7 @@ from pipelines.config import DedupConfig
 from pipelines.prepare.fs import Fs
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
-from schemas.tables import DOC_ID
+from schemas.dedup import DOC_ID
 from udfs.lsh import collision_probability
 
 TOP_CLUSTERS = 5

@@ -1,4 +1,4 @@
-"""Spark schemas of the dedup job's intermediate and output tables.
+"""Spark schemas of the dedup job's intermediate and output tables (``rejected/``: ``schemas.rejected``).
 
 Column names are defined once here; pipeline code refers to these constants so that a
 rename cannot silently desynchronise a writer from its reader.
@@ -72,12 +72,4 @@ DUPLICATES = StructType([
     StructField("linked_to", LongType(), False),
     StructField("similarity", DoubleType(), False),
     StructField("match", StringType(), False),  # "exact" or "near"
-])
-
-# DIR/rejected/: input records that could not be read as documents, kept verbatim as bytes
-# (a JSON line exactly as it was, invalid UTF-8 included; other rows rendered as JSON).
-REJECTED = StructType([
-    StructField("source", StringType(), True),
-    StructField("reason", StringType(), False),
-    StructField("record", BinaryType(), True),
 ])
