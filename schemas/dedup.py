@@ -11,11 +11,11 @@ from pyspark.sql.types import (ArrayType, BinaryType, DoubleType, IntegerType, L
 
 DOC_ID = "doc_id"
 
-# One row per input document that carries non-empty text: what the signature scan produced.
-# Leading characters of each text kept beside its signature: the report shows the members of
-# the largest clusters without scanning the corpus again.
-EXCERPT_CHARS = 320
+# Leading characters of each text kept beside its signature, so the report can show the members
+# of the largest clusters (``report/clusters.json``, ``report.html``) without scanning the corpus again.
+EXCERPT_KEPT_CHARS = 320
 
+# One row per document (empty texts included): what the signature scan produced.
 SIGNATURES = StructType([
     StructField(DOC_ID, LongType(), False),
     StructField("exact_hash_hi", LongType(), False),
@@ -26,7 +26,7 @@ SIGNATURES = StructType([
     StructField("signature", BinaryType(), False),
     # LSH bucket of each band (``udfs.lsh.band_keys``), computed while the signature is at hand.
     StructField("band_keys", ArrayType(LongType()), False),
-    StructField("excerpt", StringType(), True),  # first EXCERPT_CHARS characters, for the report
+    StructField("excerpt", StringType(), True),  # first EXCERPT_KEPT_CHARS characters, for the report
 ])
 
 # The (band key, document) pairs of one LSH part (``key mod parts``), packed as two little-endian

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pipelines.config import MinHashConfig
-from schemas.dedup import DOC_ID, EXCERPT_CHARS, SIGNATURES
+from schemas.dedup import DOC_ID, EXCERPT_KEPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
 from udfs.lsh import band_keys
 from udfs.minhash import compute_signatures, permutations
@@ -47,7 +47,7 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, b
                 pa.array(out.normalized_length),
                 binary_from_rows(out.signatures),
                 pa.ListArray.from_arrays(pa.array(key_offsets), pa.array(keys)),
-                pc.utf8_slice_codeunits(texts, 0, EXCERPT_CHARS),
+                pc.utf8_slice_codeunits(texts, 0, EXCERPT_KEPT_CHARS),
                 *batch.columns[1:1 + width],
             ], names=names)
 

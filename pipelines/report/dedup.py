@@ -3,7 +3,7 @@
 Besides ``stats.json`` it needs two things only the finished output can tell: the distribution
 of cluster sizes and the members of the largest clusters. Removed documents are not stored
 with their text, so their excerpts come from the job's signature table, which keeps the first
-characters of every document (``schemas.dedup.EXCERPT_CHARS``): no second pass over the
+characters of every document (``schemas.dedup.EXCERPT_KEPT_CHARS``): no second pass over the
 corpus. The gathered data goes to ``report/clusters.json``, from which ``jobs/prepare.py`` builds its own page without Spark.
 """
 
@@ -23,7 +23,10 @@ from udfs.lsh import collision_probability
 
 TOP_CLUSTERS = 5
 MEMBERS_SHOWN = 5  # survivor included
-EXCERPT_CHARS = 280  # shown; the signature table keeps a little more (whitespace is compacted)
+# Characters of each excerpt in report.html, counted after blank runs are collapsed: fewer than
+# the signature table keeps (``EXCERPT_KEPT_CHARS``, as clusters.json has them), so that
+# collapsing rarely leaves a cell short.
+EXCERPT_SHOWN_CHARS = 280
 IMAGES = {"s_curve": "s_curve.png", "cluster_sizes": "cluster_sizes.png", "stages": "dedup_stages.png"}
 
 
@@ -141,7 +144,7 @@ def _largest(clusters: dict) -> Raw:
                        "(the survivor first, then removed members by similarity).", "note")]
     for rank, c in enumerate(clusters["largest"], 1):
         parts.append(heading(f"#{rank}: {c['size']:,} documents"))
-        rows = [[m["role"], Raw(str(m["doc_id"])), m["similarity"], excerpt(m["text"], EXCERPT_CHARS)]
+        rows = [[m["role"], Raw(str(m["doc_id"])), m["similarity"], excerpt(m["text"], EXCERPT_SHOWN_CHARS)]
                 for m in c["members"]]
         parts.append(table(["member", "doc_id", "similarity", "excerpt"], rows, {"similarity"}))
     return section("Largest clusters", *parts)
