@@ -1,4 +1,4 @@
-"""The dedup job: read → ids → signatures → exact groups → LSH → verify → components → publish.
+"""The dedup job: read → ids → signatures → exact groups → LSH → verify → components → survivors → publish.
 
 Accounting: every readable input document ends in exactly one of ``data/`` (kept) or
 ``duplicates/`` (removed, naming its cluster's survivor); every unreadable record is in
@@ -11,28 +11,29 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
 from pipelines.config import DedupConfig, KeepPolicy
 from pipelines.dedup.checkpoints import Checkpoints, run_key
-from pipelines.dedup.components import connected_components
+from pipelines.dedup.components import Components, connected_components
+from pipelines.dedup.exact import exact_copies, exact_groups, lsh_input
+from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
 from pipelines.dedup.lsh import band_blocks, candidate_edges
 from pipelines.dedup.signatures import signature_scan
-from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
-                                       strongest_links)
 from pipelines.dedup.skew import filter_ids
-from pipelines.dedup.verify import score_edges, verify_edges
-from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
+from pipelines.dedup.survivors import (cluster_counts, cluster_survivors, duplicates_table, ranked_hashes,
+                                       survivor_ranks)
+from pipelines.dedup.verify import Verification, score_edges, verification_counts, verify_edges
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
-from pipelines.io.readers import InputError, read_corpus
+from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
 from pipelines.spark_session import get_spark
 from pipelines.timing import StageTimer
-from schemas.enforce import conform
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
+from schemas.enforce import conform
 from schemas.rejected import REJECTED
 from udfs.lsh import optimal_bands_rows
 
@@ -70,13 +71,6 @@ def _check_priority_column(cfg: DedupConfig, corpus: DataFrame) -> None:
                          "expected a number or a string")
 
 
-def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
-    """``(doc_id, rank)``: what "best" means for survivor choice (see ``survivors``)."""
-    if cfg.keep is KeepPolicy.PRIORITY:
-        return documents.select(DOC_ID, F.col(f"`{cfg.keep_priority_column}`").alias("rank"))
-    return None
-
-
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
     spark = spark or get_spark(cfg.spark)
@@ -85,7 +79,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
     checkpoint = Checkpoints(spark, out)
     try:
-        stats, sigs = _run(spark, cfg, out, checkpoint, timer)
+        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -103,149 +97,149 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     return DedupResult(cfg.output, stats)
 
 
-def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-         timer: StageTimer) -> tuple[dict, DataFrame]:
-    """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
-    with timer.stage("read") as progress:
-        corpus = read_corpus(spark, cfg.input)
-        for note in corpus.notes:
-            log.warning(note)
-        _check_priority_column(cfg, corpus.documents)
-        documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column)
-        rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
-        rejected.write.parquet(out.path("rejected"))
-        n_rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
-        progress.note(rejected=n_rejected)
+class _Stages:
+    """The stages of one run, each a method that times itself; :meth:`run` calls them in order."""
 
-    bands, rows = choose_bands_rows(cfg)
-    with timer.stage("signatures") as progress:
-        carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
-        sigs = checkpoint(signature_scan(documents, corpus.text_column, cfg.minhash, bands, rows, carry),
-                          "signatures")
-        if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
-            repeated = checkpoint(repeated_hashes(sigs), "repeated-rows")
-            sigs, documents = number_copies(repeated, sigs, documents)
-        sigs = conform(sigs, SIGNATURES, "signatures")
-        priority = _rank_column(cfg, documents)
-        text_counts = sigs.agg(
-            F.count(F.lit(1)).alias("documents"),
-            F.count_if(F.col("normalized_length") == 0).alias("empty"),
-            F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
-        ).first()
-        n_documents = text_counts["documents"]
-        progress.rows_out = n_documents
-        progress.note(empty=text_counts["empty"])
+    def __init__(self, spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
+                 timer: StageTimer) -> None:
+        self.spark, self.cfg, self.out, self.checkpoint, self.timer = spark, cfg, out, checkpoint, timer
 
-    with timer.stage("exact") as progress:
-        progress.rows_in = n_documents
-        # ranks: (doc_id, rank) for survivor choice; None when all documents rank equal
-        # (smallest id wins), which needs no join at all.
-        non_empty = sigs.filter(F.col("normalized_length") > 0)
-        hashes = non_empty.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")  # no signatures in this join
-        if cfg.keep is KeepPolicy.LONGEST:
-            ranks = sigs.select(DOC_ID, F.col("text_length").alias("rank"))
-            ranked = non_empty.select(DOC_ID, "exact_hash_hi", "exact_hash_lo", F.col("text_length").alias("rank"))
-        elif priority is not None:
-            ranks = priority
-            ranked = hashes.join(ranks, DOC_ID)
-        else:
-            ranks = None
-            ranked = hashes.withColumn("rank", F.lit(0))
-        exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
-        # Only one document of each exact-copy group goes on to LSH.
-        copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
-        lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
+    def run(self) -> tuple[dict, DataFrame]:
+        """Returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
+        cfg = self.cfg
+        corpus, documents, n_rejected = self.read()
+        bands, rows = choose_bands_rows(cfg)
+        sigs, documents, text_counts = self.signatures(corpus, documents, bands, rows)
+        ranks = survivor_ranks(cfg.keep, cfg.keep_priority_column, sigs, documents)
+        exact, lsh_documents = self.exact(sigs, ranks, text_counts["documents"])
+        candidates = self.lsh(lsh_documents)
+        scored, verification = self.verify(candidates, sigs, documents, corpus.text_column)
+        components = self.components(verification.edges)
+        duplicates = self.survivors(components.labels, ranks, exact, verification.edges)
+        kept = self.write(documents, duplicates)
+        checked = self.check(kept, duplicates, scored, verification, text_counts["documents"])
+        return _stats(cfg, corpus, n_rejected, text_counts, bands, rows, components.rounds, checked), sigs
 
-    with timer.stage("lsh") as progress:
-        parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
-        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
-        progress.rows_out = checkpoint.rows.get("candidates")
-    with timer.stage("verify") as progress:
-        progress.rows_in = checkpoint.rows.get("candidates")
-        # Every candidate is an LSH input document, so the checkpointed signatures serve as they
-        # are: no second pass through the exact-copy join that selected those documents.
-        scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
-        verification = verify_edges(scored, documents, corpus.text_column, cfg.lsh, cfg.minhash,
-                                    cfg.broadcast_removed_ids, checkpoint)
-        kept_edges = verification.edges
-    with timer.stage("components") as progress:
-        components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
-                                          cfg.hub_degree)
-        progress.rows_in = checkpoint.rows.get("cc-input")
-        progress.note(rounds=components.rounds)
+    def read(self) -> tuple[Corpus, DataFrame, int]:
+        """The corpus, its documents with ids, and how many records went to ``rejected/``."""
+        with self.timer.stage("read") as progress:
+            corpus = read_corpus(self.spark, self.cfg.input)
+            for note in corpus.notes:
+                log.warning(note)
+            _check_priority_column(self.cfg, corpus.documents)
+            documents, id_rejects = assign_doc_ids(corpus.documents, self.cfg.input.id_column)
+            rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
+            rejected.write.parquet(self.out.path("rejected"))
+            n_rejected = self.spark.read.schema(REJECTED).parquet(self.out.path("rejected")).count()
+            progress.note(rejected=n_rejected)
+        return corpus, documents, n_rejected
 
-    with timer.stage("survivors"):
-        survivors = checkpoint(cluster_survivors(components.labels, ranks, cfg.hub_degree), "survivors")
-        near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
-                .join(strongest_links(kept_edges), DOC_ID)
-                .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
-                        F.lit("near").alias("match")))
-        exact_removed = (exact.filter(F.col(DOC_ID) != F.col("rep"))
-                         .join(survivors.select(F.col(DOC_ID).alias("rep"), "survivor"), "rep", "left")
-                         .select(DOC_ID, F.coalesce("survivor", "rep").alias("cluster_id"),
-                                 F.col("rep").alias("linked_to"), F.lit(1.0).alias("similarity"),
-                                 F.lit("exact").alias("match")))
-        duplicates = conform(near.unionByName(exact_removed), DUPLICATES, "duplicates")
-        duplicates.write.parquet(out.path("duplicates"))
-        duplicates = spark.read.schema(DUPLICATES).parquet(out.path("duplicates"))
+    def signatures(self, corpus: Corpus, documents: DataFrame, bands: int,
+                   rows: int) -> tuple[DataFrame, DataFrame, Row]:
+        """The ``SIGNATURES`` table, the documents under their final ids, and the text counts."""
+        with self.timer.stage("signatures") as progress:
+            carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
+            sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
+                                                  carry), "signatures")
+            if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
+                repeated = self.checkpoint(repeated_hashes(sigs), "repeated-rows")
+                sigs, documents = number_copies(repeated, sigs, documents)
+            sigs = conform(sigs, SIGNATURES, "signatures")
+            text_counts = sigs.agg(
+                F.count(F.lit(1)).alias("documents"),
+                F.count_if(F.col("normalized_length") == 0).alias("empty"),
+                F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
+            ).first()
+            progress.rows_out = text_counts["documents"]
+            progress.note(empty=text_counts["empty"])
+        return sigs, documents, text_counts
 
-    with timer.stage("write"):
-        kept = filter_ids(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids, keep=False)
-        kept.write.parquet(out.path("data"))
+    def exact(self, sigs: DataFrame, ranks: DataFrame | None, n_documents: int) -> tuple[DataFrame, DataFrame]:
+        """The exact groups ``(doc_id, rep)`` and the documents LSH compares."""
+        with self.timer.stage("exact") as progress:
+            progress.rows_in = n_documents
+            texts = sigs.filter(F.col("normalized_length") > 0)
+            ranked = ranked_hashes(texts, ranks, self.cfg.keep)
+            exact = self.checkpoint(exact_groups(ranked, self.cfg.hub_degree), "exact")
+            return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids)
 
-    with timer.stage("check") as progress:
-        written = spark.read.schema(kept.schema).parquet(out.path("data"))
-        counts = _check_accounting(written, duplicates, n_documents)
-        sizes = cluster_sizes(duplicates)
-        clusters = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("size").alias("largest"),
-                             F.count_if(F.col("size") >= cfg.giant_cluster_size).alias("giant")).first()
-        giants = giant_clusters(sizes, cfg.giant_cluster_size)
-        edge_counts = scored.agg(F.count(F.lit(1)).alias("candidates"),
-                                 F.count_if(F.col("similarity") >= cfg.lsh.threshold).alias("passed")).first()
-        n_verified = kept_edges.count()
-        exact_counts = _exact_counts(verification.exact, cfg.lsh.threshold)
-        progress.rows_in = n_documents
-        progress.rows_out = counts["kept"]
-        progress.note(exact_duplicates=counts["exact"], near_duplicates=counts["near"])
+    def lsh(self, documents: DataFrame) -> DataFrame:
+        with self.timer.stage("lsh") as progress:
+            parts = int(self.spark.conf.get("spark.sql.shuffle.partitions"))  # a part: one shuffle partition's worth
+            candidates = self.checkpoint(candidate_edges(band_blocks(documents, parts), parts, self.cfg.lsh),
+                                         "candidates")
+            progress.rows_out = self.checkpoint.rows.get("candidates")
+        return candidates
 
-    stats = {
+    def verify(self, candidates: DataFrame, sigs: DataFrame, documents: DataFrame,
+               text_column: str) -> tuple[DataFrame, Verification]:
+        """The scored candidates and the verified edges."""
+        with self.timer.stage("verify") as progress:
+            progress.rows_in = self.checkpoint.rows.get("candidates")
+            # Every candidate is an LSH input document, so the checkpointed signatures serve as they
+            # are: no second pass through the exact-copy join that selected those documents.
+            scored = self.checkpoint(score_edges(candidates, sigs, self.cfg.minhash.num_perm), "scored")
+            verification = verify_edges(scored, documents, text_column, self.cfg.lsh, self.cfg.minhash,
+                                        self.cfg.broadcast_removed_ids, self.checkpoint)
+        return scored, verification
+
+    def components(self, edges: DataFrame) -> Components:
+        with self.timer.stage("components") as progress:
+            components = connected_components(edges.select("src", "dst"), self.checkpoint, self.cfg.max_cc_rounds,
+                                              self.cfg.hub_degree)
+            progress.rows_in = self.checkpoint.rows.get("cc-input")
+            progress.note(rounds=components.rounds)
+        return components
+
+    def survivors(self, labels: DataFrame, ranks: DataFrame | None, exact: DataFrame,
+                  edges: DataFrame) -> DataFrame:
+        """``duplicates/``, written and read back."""
+        with self.timer.stage("survivors"):
+            survivors = self.checkpoint(cluster_survivors(labels, ranks, self.cfg.hub_degree), "survivors")
+            duplicates_table(survivors, exact_copies(exact), edges).write.parquet(self.out.path("duplicates"))
+            return self.spark.read.schema(DUPLICATES).parquet(self.out.path("duplicates"))
+
+    def write(self, documents: DataFrame, duplicates: DataFrame) -> DataFrame:
+        """``data/``: the documents not in ``duplicates``."""
+        with self.timer.stage("write"):
+            kept = filter_ids(documents, duplicates.select(DOC_ID), self.cfg.broadcast_removed_ids, keep=False)
+            kept.write.parquet(self.out.path("data"))
+        return kept
+
+    def check(self, kept: DataFrame, duplicates: DataFrame, scored: DataFrame, verification: Verification,
+              n_documents: int) -> dict:
+        """Accounting of the written output, then the counts of ``stats.json`` it does not yet have."""
+        with self.timer.stage("check") as progress:
+            written = self.spark.read.schema(kept.schema).parquet(self.out.path("data"))
+            counts = _check_accounting(written, duplicates, n_documents)
+            clusters = cluster_counts(duplicates, self.cfg.giant_cluster_size)
+            edges = verification_counts(scored, verification, self.cfg.lsh.threshold)
+            progress.rows_in = n_documents
+            progress.rows_out = counts["kept"]
+            progress.note(exact_duplicates=counts["exact"], near_duplicates=counts["near"])
+        return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],
+                **clusters, **edges}
+
+
+def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: Row, bands: int, rows: int,
+           cc_rounds: int, checked: dict) -> dict:
+    """``stats.json`` less what comes after the stages (``stage_seconds``, ``resumed``)."""
+    return {
         "input": cfg.input.path,
         "input_format": corpus.input_format,
         "text_column": corpus.text_column,
         "notes": corpus.notes,
-        "input_records": n_documents + n_rejected,
-        "documents": n_documents,
+        "input_records": text_counts["documents"] + n_rejected,
+        "documents": text_counts["documents"],
         "rejected": n_rejected,
         "empty": text_counts["empty"],
         "no_shingles": text_counts["no_shingles"],
-        "exact_duplicates": counts["exact"],
-        "near_duplicates": counts["near"],
-        "kept": counts["kept"],
-        "clusters": clusters["clusters"] or 0,
-        "largest_cluster": clusters["largest"] or 0,
-        "giant_cluster_count": clusters["giant"],
-        "giant_clusters": giants,
         "bands": bands,
         "rows": rows,
-        "candidate_edges": edge_counts["candidates"],
-        "verified_edges": n_verified,
-        "estimate_passed": edge_counts["passed"],
-        "exact_verification": exact_counts,
-        "cc_rounds": components.rounds,
+        "cc_rounds": cc_rounds,
+        **checked,
         "config": _config_dict(cfg),
     }
-    return stats, sigs
-
-
-def _exact_counts(exact: DataFrame | None, threshold: float) -> dict | None:
-    """How exact Jaccard decided the uncertain pairs, and where it overruled the estimate."""
-    if exact is None:
-        return None
-    passed, estimate_passed = F.col("similarity") >= threshold, F.col("estimate") >= threshold
-    row = exact.agg(F.count(F.lit(1)).alias("checked"), F.count_if(passed).alias("passed"),
-                    F.count_if(estimate_passed & ~passed).alias("estimate_passed_exact_failed"),
-                    F.count_if(~estimate_passed & passed).alias("estimate_failed_exact_passed")).first()
-    return row.asDict()
 
 
 def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:

@@ -3,11 +3,11 @@
 Survivor order (highest wins, ties to the smallest id): ``smallest-id`` ranks all documents
 equal; ``longest`` ranks by character length; ``priority`` by the user's column. The key
 ``struct(rank, ~doc_id)`` makes "max" mean "best rank, then smallest id" (``~x = -x-1`` flips
-the order of ids without overflow), so the choice is deterministic whatever the layout.
+the order of ids without overflow), so the choice is deterministic whatever the layout. Exact
+grouping (``exact``) picks each group's representative by the same order.
 
-Both joins back to the members go through ``hub_join``: a group of ``hub_degree`` or more
-members (thousands of copies of one boilerplate text, a giant cluster) is broadcast rather than
-shuffled into one task.
+The join back to the cluster members goes through ``hub_join``: a cluster of ``hub_degree`` or
+more members is broadcast rather than shuffled into one task.
 """
 
 from __future__ import annotations
@@ -15,8 +15,33 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.config import KeepPolicy
 from pipelines.dedup.skew import hub_join
-from schemas.dedup import DOC_ID
+from schemas.dedup import DOC_ID, DUPLICATES
+from schemas.enforce import conform
+
+
+def survivor_ranks(keep: KeepPolicy, priority_column: str | None, sigs: DataFrame,
+                   documents: DataFrame) -> DataFrame | None:
+    """``(doc_id, rank)`` for ``keep``: raw text length (``longest``, from the ``SIGNATURES`` rows
+    ``sigs``) or the priority column of ``documents``; None when every document ranks the same."""
+    if keep is KeepPolicy.LONGEST:
+        return sigs.select(DOC_ID, F.col("text_length").alias("rank"))
+    if keep is KeepPolicy.PRIORITY:
+        return documents.select(DOC_ID, F.col(f"`{priority_column}`").alias("rank"))
+    return None
+
+
+def ranked_hashes(texts: DataFrame, ranks: DataFrame | None, keep: KeepPolicy) -> DataFrame:
+    """``(doc_id, exact_hash_hi, exact_hash_lo, rank)`` of ``SIGNATURES`` rows, for exact grouping.
+
+    ``longest`` reads the rank off the rows themselves and equal ranks need none: only
+    ``priority`` joins ``ranks``, and the join carries no signatures.
+    """
+    if keep is KeepPolicy.LONGEST:
+        return texts.select(DOC_ID, "exact_hash_hi", "exact_hash_lo", F.col("text_length").alias("rank"))
+    hashes = texts.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")
+    return hashes.join(ranks, DOC_ID) if ranks is not None else hashes.withColumn("rank", F.lit(0))
 
 
 def survivor_key(rank: Column | str = "rank") -> Column:
@@ -29,13 +54,6 @@ def best_of(groups: DataFrame, group_columns: list[str], alias: str) -> DataFram
     and the group's ``size``."""
     return groups.groupBy(*group_columns).agg(F.max(survivor_key()).getField("id").alias(alias),
                                               F.count(F.lit(1)).alias("size"))
-
-
-def exact_groups(ranked: DataFrame, hub_degree: int) -> DataFrame:
-    """``(doc_id, rep)`` for documents with non-empty text: ``rep`` is the best exact copy."""
-    keys = ["exact_hash_hi", "exact_hash_lo"]
-    reps = best_of(ranked, keys, "rep")
-    return hub_join(ranked, reps, keys, "size", hub_degree).select(DOC_ID, "rep")
 
 
 def cluster_survivors(labels: DataFrame, ranks: DataFrame | None, hub_degree: int) -> DataFrame:
@@ -60,20 +78,46 @@ def strongest_links(edges: DataFrame) -> DataFrame:
     return best.select(DOC_ID, F.col("best.id").alias("linked_to"), F.col("best.similarity").alias("similarity"))
 
 
-def cluster_sizes(duplicates: DataFrame, sample: int = 5) -> DataFrame:
-    """``(cluster_id, size, sample_ids)`` per cluster of the ``DUPLICATES`` table.
+def duplicates_table(survivors: DataFrame, exact_copies: DataFrame, edges: DataFrame) -> DataFrame:
+    """The ``DUPLICATES`` rows: every non-survivor of a cluster, linked by its strongest verified edge
+    (``near``), and every exact copy ``(doc_id, rep)``, linked to its representative (``exact``).
 
-    ``size`` counts the survivor too. ``sample_ids`` are the removed members minimising each of
-    ``sample`` seeded hashes: deterministic, and computed by streaming aggregates, so no
-    cluster's member list is ever built however large the cluster is.
+    An exact copy belongs to the cluster of its representative, whose survivor may be another
+    document; a representative in no cluster is its own survivor.
     """
+    near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
+            .join(strongest_links(edges), DOC_ID)
+            .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
+                    F.lit("near").alias("match")))
+    exact = (exact_copies.join(survivors.select(F.col(DOC_ID).alias("rep"), "survivor"), "rep", "left")
+             .select(DOC_ID, F.coalesce("survivor", "rep").alias("cluster_id"),
+                     F.col("rep").alias("linked_to"), F.lit(1.0).alias("similarity"),
+                     F.lit("exact").alias("match")))
+    return conform(near.unionByName(exact), DUPLICATES, "duplicates")
+
+
+def cluster_sizes(duplicates: DataFrame, *aggregates: Column) -> DataFrame:
+    """``(cluster_id, size, *aggregates)`` per cluster of the ``DUPLICATES`` table; ``size`` counts
+    the survivor too, ``aggregates`` are further aggregates over each cluster's rows."""
+    return duplicates.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"), *aggregates)
+
+
+def sample_ids(sample: int = 5) -> Column:
+    """The removed members of a cluster minimising each of ``sample`` seeded hashes: deterministic,
+    and a streaming aggregate, so no cluster's member list is ever built however large it is."""
     picks = [F.min_by(DOC_ID, F.xxhash64(F.lit(k), F.col(DOC_ID))) for k in range(sample)]
-    return duplicates.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"),
-                                                F.sort_array(F.array_distinct(F.array(*picks))).alias("sample_ids"))
+    return F.sort_array(F.array_distinct(F.array(*picks))).alias("sample_ids")
 
 
-def giant_clusters(sizes: DataFrame, min_size: int, listed: int = 20) -> list[dict]:
-    """The (at most ``listed``) largest clusters of ``min_size`` or more documents, largest first."""
-    rows = (sizes.filter(F.col("size") >= min_size).orderBy(F.desc("size"), "cluster_id")
-            .limit(listed).collect())
-    return [{"cluster_id": r["cluster_id"], "size": r["size"], "sample_ids": list(r["sample_ids"])} for r in rows]
+def cluster_counts(duplicates: DataFrame, giant_size: int, listed: int = 20) -> dict:
+    """The cluster figures of ``stats.json``: how many clusters, the largest, and how many have
+    ``giant_size`` or more documents, the (at most ``listed``) largest of those listed with sample ids."""
+    sizes = cluster_sizes(duplicates, sample_ids())
+    counts = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("size").alias("largest"),
+                       F.count_if(F.col("size") >= giant_size).alias("giant")).first()
+    giants = (sizes.filter(F.col("size") >= giant_size).orderBy(F.desc("size"), "cluster_id")
+              .limit(listed).collect())
+    return {"clusters": counts["clusters"] or 0, "largest_cluster": counts["largest"] or 0,
+            "giant_cluster_count": counts["giant"],
+            "giant_clusters": [{"cluster_id": r["cluster_id"], "size": r["size"], "sample_ids": list(r["sample_ids"])}
+                               for r in giants]}

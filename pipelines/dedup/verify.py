@@ -126,3 +126,21 @@ def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh:
     edges = scored.filter(similarity >= high).unionByName(
         exact.filter(similarity >= t).select(*VERIFIED_EDGES.fieldNames()))
     return Verification(edges, exact)
+
+
+def verification_counts(scored: DataFrame, verification: Verification, threshold: float) -> dict:
+    """The edge figures of ``stats.json``: candidates, those whose estimate reaches the threshold,
+    verified edges, and how exact Jaccard decided the uncertain pairs (None unless it ran),
+    with where it overruled the estimate."""
+    reaches = F.col("similarity") >= threshold  # the estimate; in ``verification.exact``, exact Jaccard
+    counts = scored.agg(F.count(F.lit(1)).alias("candidates"), F.count_if(reaches).alias("passed")).first()
+    verified = verification.edges.count()
+    exact = None
+    if verification.exact is not None:
+        estimate_reaches = F.col("estimate") >= threshold
+        exact = verification.exact.agg(
+            F.count(F.lit(1)).alias("checked"), F.count_if(reaches).alias("passed"),
+            F.count_if(estimate_reaches & ~reaches).alias("estimate_passed_exact_failed"),
+            F.count_if(~estimate_reaches & reaches).alias("estimate_failed_exact_passed")).first().asDict()
+    return {"candidate_edges": counts["candidates"], "verified_edges": verified,
+            "estimate_passed": counts["passed"], "exact_verification": exact}

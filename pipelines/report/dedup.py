@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig
+from pipelines.dedup.survivors import cluster_sizes
 from pipelines.prepare.fs import Fs
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
@@ -34,7 +35,7 @@ def cluster_data(spark: SparkSession, root: str, excerpts: DataFrame) -> dict:
     """Cluster-size histogram and the largest clusters with member excerpts, from a dedup output
     at ``root``; ``excerpts`` is the job's ``SIGNATURES`` table (``doc_id``, ``excerpt``)."""
     dups = spark.read.parquet(f"{root}/duplicates")
-    sizes = dups.groupBy("cluster_id").agg((F.count(F.lit(1)) + 1).alias("size"))
+    sizes = cluster_sizes(dups)
     histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
     largest = sizes.orderBy(F.desc("size"), "cluster_id").limit(TOP_CLUSTERS).collect()
     if not largest:
