@@ -15,24 +15,24 @@ from dataclasses import dataclass, field
 
 # Spark's local properties behind setJobGroup / setJobDescription.
 _JOB_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+# The row counts an end line shows first, and their labels.
+_ROWS = {"rows_in": "rows in", "rows_out": "rows out"}
 
 
 @dataclass
 class StageProgress:
-    """What a stage reports about itself at its end; unset figures are left out of the line."""
+    """What a stage notes about itself (``progress.note(rows_out=n, shards=k)``) for its end line:
+    ``rows_in`` and ``rows_out`` first, left out while unknown, then the others in the order noted."""
 
-    rows_in: int | None = None
-    rows_out: int | None = None
-    details: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
 
     def note(self, **figures) -> None:
-        self.details.update(figures)
+        self.figures.update(figures)
 
     def describe(self) -> str:
-        parts = [f"{label} {value:,}" for label, value in (("rows in", self.rows_in), ("rows out", self.rows_out))
-                 if value is not None]
+        parts = [f"{label} {self.figures[key]:,}" for key, label in _ROWS.items() if self.figures.get(key) is not None]
         parts += [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
-                  for k, v in self.details.items()]
+                  for k, v in self.figures.items() if k not in _ROWS]
         return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -44,23 +44,14 @@ class StageTimer:
         self.job = job
         self._sc = spark.sparkContext if spark is not None else None
         self.log = logging.getLogger(f"corpus_prep.{job}" if job else "corpus_prep")
-        self._open: dict[str, tuple[float, dict, StageProgress]] = {}
 
     def _label(self, name: str) -> str:
         return f"{self.job} {name}" if self.job else name
 
     @contextmanager
     def stage(self, name: str):
-        progress = self.begin(name)
-        try:
-            yield progress
-        except BaseException as err:
-            self.end(name, failed=err)
-            raise
-        self.end(name)
-
-    def begin(self, name: str) -> StageProgress:
-        """Start ``name`` (for code that cannot wrap a stage in ``with``); :meth:`end` closes it."""
+        """Label the stage's Spark jobs, log its start, and at its end (failed or not) add its
+        seconds, log its line and give Spark jobs back the enclosing label."""
         label = self._label(name)
         saved = {}
         if self._sc is not None:
@@ -68,27 +59,19 @@ class StageTimer:
             self._sc.setJobGroup(f"corpus-prep.{self.job}.{name}" if self.job else f"corpus-prep.{name}",
                                  f"corpus-prep {label}")
         self.log.info("%s: started", label)
-        self._open[name] = (time.perf_counter(), saved, StageProgress())
-        return self._open[name][2]
+        start, progress = time.perf_counter(), StageProgress()
+        try:
+            yield progress
+        except BaseException as err:
+            elapsed = self._close(name, start, saved)
+            self.log.warning("%s: failed after %.1f s (%s)", label, elapsed, type(err).__name__)
+            raise
+        elapsed = self._close(name, start, saved)
+        self.log.info("%s: done in %.1f s%s", label, elapsed, progress.describe())
 
-    def fail_open(self, err: BaseException) -> None:
-        """Close every stage still open when a job fails, so its label does not stick to later Spark jobs."""
-        for name in reversed(list(self._open)):
-            self.end(name, failed=err)
-
-    def end(self, name: str, failed: BaseException | None = None, **figures) -> float:
-        """Close ``name``: log its line, add its seconds, give Spark jobs back the enclosing label."""
-        start, saved, progress = self._open.pop(name)
+    def _close(self, name: str, start: float, saved: dict) -> float:
         elapsed = time.perf_counter() - start
         self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 3)
         for key, value in saved.items():
             self._sc.setLocalProperty(key, value)  # None removes it
-        label = self._label(name)
-        if failed is not None:
-            self.log.warning("%s: failed after %.1f s (%s)", label, elapsed, type(failed).__name__)
-        else:
-            progress.note(**{k: v for k, v in figures.items() if k not in ("rows_in", "rows_out")})
-            progress.rows_in = figures.get("rows_in", progress.rows_in)
-            progress.rows_out = figures.get("rows_out", progress.rows_out)
-            self.log.info("%s: done in %.1f s%s", label, elapsed, progress.describe())
         return elapsed

@@ -150,14 +150,13 @@ class _Stages:
                 F.count_if(F.col("normalized_length") == 0).alias("empty"),
                 F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
             ).first()
-            progress.rows_out = text_counts["documents"]
-            progress.note(empty=text_counts["empty"])
+            progress.note(rows_out=text_counts["documents"], empty=text_counts["empty"])
         return sigs, documents, text_counts
 
     def exact(self, sigs: DataFrame, ranks: DataFrame | None, n_documents: int) -> tuple[DataFrame, DataFrame]:
         """The exact groups ``(doc_id, rep)`` and the documents LSH compares."""
         with self.timer.stage("exact") as progress:
-            progress.rows_in = n_documents
+            progress.note(rows_in=n_documents)
             texts = sigs.filter(F.col("normalized_length") > 0)
             ranked = ranked_hashes(texts, ranks, self.cfg.keep)
             exact = self.checkpoint(exact_groups(ranked, self.cfg.hub_degree), "exact")
@@ -168,14 +167,14 @@ class _Stages:
             parts = int(self.spark.conf.get("spark.sql.shuffle.partitions"))  # a part: one shuffle partition's worth
             candidates = self.checkpoint(candidate_edges(band_blocks(documents, parts), parts, self.cfg.lsh),
                                          "candidates")
-            progress.rows_out = self.checkpoint.rows.get("candidates")
+            progress.note(rows_out=self.checkpoint.rows.get("candidates"))
         return candidates
 
     def verify(self, candidates: DataFrame, sigs: DataFrame, documents: DataFrame,
                text_column: str) -> tuple[DataFrame, Verification]:
         """The scored candidates and the verified edges."""
         with self.timer.stage("verify") as progress:
-            progress.rows_in = self.checkpoint.rows.get("candidates")
+            progress.note(rows_in=self.checkpoint.rows.get("candidates"))
             # Every candidate is an LSH input document, so the checkpointed signatures serve as they
             # are: no second pass through the exact-copy join that selected those documents.
             scored = self.checkpoint(score_edges(candidates, sigs, self.cfg.minhash.num_perm), "scored")
@@ -187,8 +186,7 @@ class _Stages:
         with self.timer.stage("components") as progress:
             components = connected_components(edges.select("src", "dst"), self.checkpoint, self.cfg.max_cc_rounds,
                                               self.cfg.hub_degree)
-            progress.rows_in = self.checkpoint.rows.get("cc-input")
-            progress.note(rounds=components.rounds)
+            progress.note(rows_in=self.checkpoint.rows.get("cc-input"), rounds=components.rounds)
         return components
 
     def survivors(self, labels: DataFrame, ranks: DataFrame | None, exact: DataFrame,
@@ -214,9 +212,8 @@ class _Stages:
             counts = _check_accounting(written, duplicates, n_documents)
             clusters = cluster_counts(duplicates, self.cfg.giant_cluster_size)
             edges = verification_counts(scored, verification, self.cfg.lsh.threshold)
-            progress.rows_in = n_documents
-            progress.rows_out = counts["kept"]
-            progress.note(exact_duplicates=counts["exact"], near_duplicates=counts["near"])
+            progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
+                          near_duplicates=counts["near"])
         return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],
                 **clusters, **edges}
 

@@ -117,8 +117,7 @@ def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
-    except BaseException as err:
-        timer.fail_open(err)
+    except BaseException:
         out.abandon()
         raise
     return PackResult(out.final, manifest, timings)
@@ -188,47 +187,46 @@ def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes
 
 def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, dedup_stats: dict | None,
          out: OutputDir, timer: StageTimer, given: TokenizerInfo | None) -> tuple[dict, dict]:
-    timer.begin("tokenizer")
-    tok = _tokenizer(cfg, corpus, given)
-    for note in tok.notes:
-        log.warning(note)
-    out.write_text("tokenizer.json", tok.json)
-    timer.end("tokenizer", vocab_size=tok.vocab_size)
+    with timer.stage("tokenizer") as progress:
+        tok = _tokenizer(cfg, corpus, given)
+        for note in tok.notes:
+            log.warning(note)
+        out.write_text("tokenizer.json", tok.json)
+        progress.note(vocab_size=tok.vocab_size)
     token_dtype = token_dtype_for(tok.vocab_size)
 
-    timer.begin("tokenize")
-    spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
-    work = out.path("_work", "tokens")
-    provenance = _provenance(cfg, corpus.documents, dedup_stats)
-    (_tokenize(corpus.documents, corpus.text_column, provenance, spec, token_dtype)
-     .write.mode("overwrite").option("compression", "none").parquet(work))
-    tokenized = spark.read.schema(STREAMS).parquet(work)
-    counts, by_source = _counts(tokenized, cfg.seq_len)
-    conform(tokenized.withColumnRenamed("n_stream", "tokens"), DOCUMENTS, "documents").write.parquet(
-        out.path(DOCUMENTS_DIR))
-    conform(corpus.rejected, REJECTED, "rejected").write.parquet(out.path("rejected"))
-    rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
-    timer.end("tokenize", rows_in=counts["input_documents"], rows_out=counts["documents"],
-              tokens=counts["stream_tokens"])
+    with timer.stage("tokenize") as progress:
+        spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
+        work = out.path("_work", "tokens")
+        provenance = _provenance(cfg, corpus.documents, dedup_stats)
+        (_tokenize(corpus.documents, corpus.text_column, provenance, spec, token_dtype)
+         .write.mode("overwrite").option("compression", "none").parquet(work))
+        tokenized = spark.read.schema(STREAMS).parquet(work)
+        counts, by_source = _counts(tokenized, cfg.seq_len)
+        conform(tokenized.withColumnRenamed("n_stream", "tokens"), DOCUMENTS, "documents").write.parquet(
+            out.path(DOCUMENTS_DIR))
+        conform(corpus.rejected, REJECTED, "rejected").write.parquet(out.path("rejected"))
+        rejected = spark.read.schema(REJECTED).parquet(out.path("rejected")).count()
+        progress.note(rows_in=counts["input_documents"], rows_out=counts["documents"], tokens=counts["stream_tokens"])
 
-    timer.begin("pack")
-    n_shards = shard_count(cfg, counts["stream_tokens"], counts["documents"], 2 if token_dtype == "uint16" else 4)
-    shard_spec = ShardSpec(staging=out.staging, seq_len=cfg.seq_len, pad_id=tok.pad_id,
-                           token_dtype=token_dtype, method=cfg.packing, formats=tuple(cfg.formats),
-                           shuffle_rows=cfg.shuffle_rows, seed=cfg.seed,
-                           compression=cfg.parquet_compression, row_group_rows=cfg.parquet_row_group_rows,
-                           feature_names=cfg.feature_names)
-    # equal keys are equal texts; the doc id orders copies, so their ids land in the same slots every run
-    docs = (tokenized.filter(F.col("status") == STATUS_OK).select("key_hi", "key_lo", "doc_id", "ids")
-            .repartition(n_shards, "key_hi").sortWithinPartitions("key_hi", "key_lo", "doc_id"))
-    summaries = [r.asDict() for r in docs.mapInArrow(pack_partition_fn(shard_spec), SHARD_SUMMARY).collect()]
-    by_shard = {s["shard"]: s for s in summaries}
-    if len(by_shard) != len(summaries):
-        raise RuntimeError("two packing tasks reported the same shard")
-    for index in range(n_shards):  # partitions that received no documents
-        if index not in by_shard:
-            by_shard[index] = write_shard(index, Documents.empty(shard_spec.np_token_dtype), shard_spec, "driver")
-    timer.end("pack", rows_in=counts["documents"], rows_out=sum(s["rows"] for s in summaries), shards=n_shards)
+    with timer.stage("pack") as progress:
+        n_shards = shard_count(cfg, counts["stream_tokens"], counts["documents"], 2 if token_dtype == "uint16" else 4)
+        shard_spec = ShardSpec(staging=out.staging, seq_len=cfg.seq_len, pad_id=tok.pad_id,
+                               token_dtype=token_dtype, method=cfg.packing, formats=tuple(cfg.formats),
+                               shuffle_rows=cfg.shuffle_rows, seed=cfg.seed,
+                               compression=cfg.parquet_compression, row_group_rows=cfg.parquet_row_group_rows,
+                               feature_names=cfg.feature_names)
+        # equal keys are equal texts; the doc id orders copies, so their ids land in the same slots every run
+        docs = (tokenized.filter(F.col("status") == STATUS_OK).select("key_hi", "key_lo", "doc_id", "ids")
+                .repartition(n_shards, "key_hi").sortWithinPartitions("key_hi", "key_lo", "doc_id"))
+        summaries = [r.asDict() for r in docs.mapInArrow(pack_partition_fn(shard_spec), SHARD_SUMMARY).collect()]
+        by_shard = {s["shard"]: s for s in summaries}
+        if len(by_shard) != len(summaries):
+            raise RuntimeError("two packing tasks reported the same shard")
+        for index in range(n_shards):  # partitions that received no documents
+            if index not in by_shard:
+                by_shard[index] = write_shard(index, Documents.empty(shard_spec.np_token_dtype), shard_spec, "driver")
+        progress.note(rows_in=counts["documents"], rows_out=sum(s["rows"] for s in summaries), shards=n_shards)
 
     manifest = build_manifest(cfg, tok, token_dtype, [by_shard[i] for i in range(n_shards)], counts,
                               rejected, corpus, input_cfg.path, dedup_stats, by_source)
