@@ -30,7 +30,8 @@ class StageProgress:
         self.figures.update(figures)
 
     def describe(self) -> str:
-        parts = [f"{label} {self.figures[key]:,}" for key, label in _ROWS.items() if self.figures.get(key) is not None]
+        parts = [f"{label} {self.figures[key]:,}" for key, label in _ROWS.items()
+                 if self.figures.get(key) is not None]
         parts += [f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}"
                   for k, v in self.figures.items() if k not in _ROWS]
         return f" ({', '.join(parts)})" if parts else ""

@@ -1,4 +1,5 @@
-"""The dedup job: read → ids → signatures → exact groups → LSH → verify → components → survivors → publish.
+"""The dedup job: read → ids → signatures → exact groups → LSH → verify → components → survivors →
+write → check → publish.
 
 Accounting: every readable input document ends in exactly one of ``data/`` (kept) or
 ``duplicates/`` (removed, naming its cluster's survivor); every unreadable record is in
