@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+from transformers import PreTrainedTokenizerFast
 
 from pipelines.io import uri
 from runtime import checkpoints
@@ -38,7 +39,7 @@ from runtime.cli import parse_config
 from runtime.config import OptimConfig, TrainConfig
 from runtime.data import IGNORE_INDEX, PackedLoader, PackedManifest
 from runtime.model import build_model, load_tokenizer, resolve_device
-from runtime.objectives import OBJECTIVES
+from runtime.objectives import OBJECTIVES, CausalLM, MaskedLM
 
 # Dense bf16 peak of common accelerators (TFLOP/s), matched against the device name in order.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0),
@@ -168,13 +169,28 @@ def _xla_compilations() -> int:
     return int(data[0]) if data else 0
 
 
-def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader: PackedLoader,
-                    step: int, cfg: TrainConfig, env: Distributed) -> None:
+@dataclass
+class _Run:
+    """What one call trains and checkpoints: built fresh, or restored from the newest complete checkpoint."""
+
+    manifest: PackedManifest
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerFast
+    objective: CausalLM | MaskedLM
+    loader: PackedLoader
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    step: int = 0
+    ddp: DistributedDataParallel | None = None  # the model wrapped for gradient averaging (several ranks)
+
+
+def save_checkpoint(run: _Run, cfg: TrainConfig, env: Distributed) -> None:
     """Stage ``checkpoint-<step>`` and publish it complete (``runtime.checkpoints``); every rank saves its RNG.
 
     On a bucket each rank uploads its RNG file straight to the final directory (ranks on other
     hosts share no local disk); the marker the main rank writes after the barrier completes it.
     """
+    output, step = cfg.output, run.step
     remote = uri.is_remote(output)
     staging = checkpoints.staging_dir(output, step) if env.main else None
     if env.main and remote:
@@ -194,10 +210,11 @@ def save_checkpoint(output: str, model, tokenizer, optimizer, scheduler, loader:
     env.barrier()
     if env.main:
         xla = env.device.type == "xla"  # saved from CPU copies; from_pretrained loads them anywhere
-        model.save_pretrained(staging, state_dict=_to_cpu(model.state_dict()) if xla else None)
-        tokenizer.save_pretrained(staging)
-        torch.save(_to_cpu({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "loader": loader.state_dict(), "world_size": env.world_size, "config": asdict(cfg)}),
+        run.model.save_pretrained(staging, state_dict=_to_cpu(run.model.state_dict()) if xla else None)
+        run.tokenizer.save_pretrained(staging)
+        torch.save(_to_cpu({"step": step, "optimizer": run.optimizer.state_dict(),
+                            "scheduler": run.scheduler.state_dict(), "loader": run.loader.state_dict(),
+                            "world_size": env.world_size, "config": asdict(cfg)}),
                    os.path.join(staging, STATE_FILE))
         checkpoints.publish(staging, output, step)
         checkpoints.prune(output, cfg.keep_last)
@@ -211,9 +228,12 @@ def _micro_batches(loader: PackedLoader, count: int, prepare):
         yield [prepare(next(it)) for _ in range(count)]
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
-    env = _init_distributed(cfg.device)
+def _setup(cfg: TrainConfig, env: Distributed) -> _Run:
+    """Build the run, or resume it (``--resume``) from the newest complete checkpoint in ``--output``.
+
+    One seed first, so the initial weights are the same on every rank; afterwards each rank's
+    generators run on their own seed (dropout), or continue where the checkpoint left them.
+    """
     manifest = PackedManifest.load(cfg.manifest)
     kind = OBJECTIVES[cfg.objective]
     attn = kind.attn_implementation(cfg.attn_implementation, env.device)
@@ -235,109 +255,163 @@ def train(cfg: TrainConfig) -> TrainResult:
                           pin_memory=env.device.type == "cuda")
     optimizer = make_optimizer(model, cfg.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
-    step = 0
+    run = _Run(manifest, model, tokenizer, objective, loader, optimizer, scheduler)
     if resume:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loader.load_state_dict(state["loader"])
-        step = state["step"]
-        rng = uri.join(resume, "rng", f"rank-{env.rank:05d}.pt")
-        if uri.exists(rng):  # absent when the world size grew
-            _set_rng_state(checkpoints.safe_load(rng))
+        _restore(run, state, resume, env)
     else:
         _seed_everything(cfg.seed + env.rank)  # per-rank dropout streams
-    ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
-        if env.world_size > 1 else None
-    forward = ddp or model
+    if env.world_size > 1:
+        run.ddp = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    return run
+
+
+def _restore(run: _Run, state: dict, resume: str, env: Distributed) -> None:
+    """Optimizer, scheduler, loader position, step and this rank's generators from a checkpoint."""
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.loader.load_state_dict(state["loader"])
+    run.step = state["step"]
+    rng = uri.join(resume, "rng", f"rank-{env.rank:05d}.pt")
+    if uri.exists(rng):  # absent when the world size grew
+        _set_rng_state(checkpoints.safe_load(rng))
+
+
+def _step(run: _Run, micro: list[dict], cfg: TrainConfig, env: Distributed) -> tuple[float, int | None]:
+    """One optimizer step over the step's micro-batches (prepared on the CPU).
+
+    The loss is the mean over every target token of the step on all ranks: each micro-batch's
+    summed loss is divided by the step's target count. Returns it, and on XLA the graphs compiled
+    so far (read at the step's graph cut, before the loss leaves the device).
+    """
     xla = env.device.type == "xla"
     bf16 = env.device.type == "cuda" and cfg.bf16
     compute_dtype = torch.bfloat16 if bf16 else torch.float32
-    peak = peak_flops(cfg, env.device)
-    fpt = flops_per_token(model, manifest.seq_len)
-
-    stop_at = cfg.stop_after or cfg.steps
-    terminate = {"requested": False}
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    if on_main_thread:  # preemption: finish the step, save, exit
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: terminate.update(requested=True))
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and env.main), dynamic_ncols=True,
-               file=sys.stderr)
-    losses: list[float] = []
-    batches = _micro_batches(loader, cfg.grad_accum, objective.prepare)
     # the loss is summed in float64 where the device has it; XLA (TPU) accumulates in float32
     sum_dtype = torch.float32 if xla else torch.float64
-    compilations: list[int] | None = [] if xla else None
-    model.train()
-    window_tokens, window_start = 0, time.perf_counter()
-    measured_tokens, measured_seconds = 0, 0.0
-    while step < stop_at:
-        step_start = time.perf_counter()
-        micro = next(batches)
-        # counted on the CPU: no device-to-host read inside the step (on XLA it would cut the graph)
-        targets = torch.tensor(sum(int((objective.targets(b) != IGNORE_INDEX).sum()) for b in micro),
-                               dtype=sum_dtype).to(env.device)
-        micro = [{k: v.to(env.device, non_blocking=True) for k, v in b.items()} for b in micro]
-        if env.world_size > 1:
-            dist.all_reduce(targets)
-        targets = targets.clamp_min(1)  # a step of padding only must not divide by zero
-        total_loss = torch.zeros((), device=env.device, dtype=sum_dtype)
-        for i, batch in enumerate(micro):
-            sync = ddp is None or i == len(micro) - 1
-            context = contextlib.nullcontext() if sync else forward.no_sync()
-            with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
-                # flash implementations take the batch flattened to (1, B*L): back to (B, L, vocab)
-                logits = forward(**objective.model_inputs(batch, compute_dtype)).logits.reshape(
-                    *batch["input_ids"].shape, -1)
-                loss_sum = torch.nn.functional.cross_entropy(
-                    objective.predictions(logits).flatten(0, 1).float(), objective.targets(batch).flatten(),
-                    ignore_index=IGNORE_INDEX, reduction="sum")
-            # DDP averages gradients over ranks; scaling by world_size makes it a global token mean
-            (loss_sum * env.world_size / targets).backward()
-            total_loss += loss_sum.detach()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if xla:
-            _xla_sync()
-            compilations.append(_xla_compilations())
-        if env.world_size > 1:
-            dist.all_reduce(total_loss)
-        loss = float(total_loss / targets)
-        losses.append(loss)
-        step += 1
-        step_tokens = sum(b["input_ids"].numel() for b in micro) * env.world_size
-        window_tokens += step_tokens
-        if len(losses) > 1:  # the first step pays for worker start-up and lazy initialization
-            measured_tokens += step_tokens
-            measured_seconds += time.perf_counter() - step_start
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
-        if step % cfg.log_every == 0 or step == stop_at:
-            if env.device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - window_start
-            tps = window_tokens / elapsed
-            line = f"step {step}/{cfg.steps} loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.3e} tokens/s {tps:,.0f}"
-            if peak:
-                line += f" mfu {100 * tps * fpt / (peak * env.world_size):.1f}%"
-            if env.main:
-                bar.write(line)
-            window_tokens, window_start = 0, time.perf_counter()
-        stopping = env.agree(terminate["requested"])
-        if stopping or step == stop_at or (cfg.save_every and step % cfg.save_every == 0):
-            save_checkpoint(cfg.output, model, tokenizer, optimizer, scheduler, loader, step, cfg, env)
-        if stopping:
-            break
-    bar.close()
-    if on_main_thread:
-        signal.signal(signal.SIGTERM, previous_handler)
+    objective, forward = run.objective, run.ddp or run.model
+    # counted on the CPU: no device-to-host read inside the step (on XLA it would cut the graph)
+    targets = torch.tensor(sum(int((objective.targets(b) != IGNORE_INDEX).sum()) for b in micro),
+                           dtype=sum_dtype).to(env.device)
+    on_device = [{k: v.to(env.device, non_blocking=True) for k, v in b.items()} for b in micro]
+    if env.world_size > 1:
+        dist.all_reduce(targets)
+    targets = targets.clamp_min(1)  # a step of padding only must not divide by zero
+    total_loss = torch.zeros((), device=env.device, dtype=sum_dtype)
+    for i, batch in enumerate(on_device):
+        sync = run.ddp is None or i == len(on_device) - 1
+        context = contextlib.nullcontext() if sync else forward.no_sync()
+        with context, torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16):
+            # flash implementations take the batch flattened to (1, B*L): back to (B, L, vocab)
+            logits = forward(**objective.model_inputs(batch, compute_dtype)).logits.reshape(
+                *batch["input_ids"].shape, -1)
+            loss_sum = torch.nn.functional.cross_entropy(
+                objective.predictions(logits).flatten(0, 1).float(), objective.targets(batch).flatten(),
+                ignore_index=IGNORE_INDEX, reduction="sum")
+        # DDP averages gradients over ranks; scaling by world_size makes it a global token mean
+        (loss_sum * env.world_size / targets).backward()
+        total_loss += loss_sum.detach()
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    compiled = None
+    if xla:
+        _xla_sync()
+        compiled = _xla_compilations()
+    if env.world_size > 1:
+        dist.all_reduce(total_loss)
+    return float(total_loss / targets), compiled
+
+
+class _Meter:
+    """The progress bar, a line every ``--log-every`` steps (loss, learning rate, tokens/s over the
+    steps since the last line, MFU on GPUs), and the call's throughput for ``TrainResult``, which
+    leaves out the call's first step: it pays for worker start-up and lazy initialization."""
+
+    def __init__(self, cfg: TrainConfig, env: Distributed, run: _Run, stop_at: int) -> None:
+        self.cfg, self.env, self.stop_at = cfg, env, stop_at
+        self.peak = peak_flops(cfg, env.device)
+        self.fpt = flops_per_token(run.model, run.manifest.seq_len)
+        self.bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and env.main),
+                        dynamic_ncols=True, file=sys.stderr)
+        self.losses: list[float] = []
+        self.compilations: list[int] | None = [] if env.device.type == "xla" else None
+        self.window_tokens, self.window_start = 0, time.perf_counter()
+        self.measured_tokens, self.measured_seconds = 0, 0.0
+
+    def record(self, run: _Run, loss: float, tokens: int, step_start: float, compiled: int | None) -> None:
+        """After step ``run.step``: its loss, its tokens (all ranks, padding included), when it began."""
+        if compiled is not None:
+            self.compilations.append(compiled)
+        self.losses.append(loss)
+        self.window_tokens += tokens
+        if len(self.losses) > 1:
+            self.measured_tokens += tokens
+            self.measured_seconds += time.perf_counter() - step_start
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}")
+        if run.step % self.cfg.log_every == 0 or run.step == self.stop_at:
+            self._line(run, loss)
+
+    def _line(self, run: _Run, loss: float) -> None:
+        if self.env.device.type == "cuda":
+            torch.cuda.synchronize()
+        tps = self.window_tokens / (time.perf_counter() - self.window_start)
+        line = (f"step {run.step}/{self.cfg.steps} loss {loss:.4f} lr {run.scheduler.get_last_lr()[0]:.3e} "
+                f"tokens/s {tps:,.0f}")
+        if self.peak:
+            line += f" mfu {100 * tps * self.fpt / (self.peak * self.env.world_size):.1f}%"
+        if self.env.main:
+            self.bar.write(line)
+        self.window_tokens, self.window_start = 0, time.perf_counter()
+
+    def result(self) -> TrainResult:
+        self.bar.close()
+        tps = self.measured_tokens / self.measured_seconds if self.measured_seconds else None
+        mfu = tps * self.fpt / (self.peak * self.env.world_size) if tps and self.peak else None
+        return TrainResult(self.losses, tps, mfu, self.compilations)
+
+
+@contextlib.contextmanager
+def _preemption():
+    """``{"requested": bool}``, set by SIGTERM (preemption) while the block runs: the loop then
+    finishes its step, saves and stops. Only the main thread can take the signal."""
+    flag = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(requested=True))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) training up to ``--steps`` (or ``--stop-after``)."""
+    env = _init_distributed(cfg.device)
+    run = _setup(cfg, env)
+    stop_at = cfg.stop_after or cfg.steps
+    with _preemption() as preempted:
+        meter = _Meter(cfg, env, run, stop_at)
+        batches = _micro_batches(run.loader, cfg.grad_accum, run.objective.prepare)
+        run.model.train()
+        while run.step < stop_at:
+            step_start = time.perf_counter()
+            micro = next(batches)
+            loss, compiled = _step(run, micro, cfg, env)
+            run.step += 1
+            meter.record(run, loss, sum(b["input_ids"].numel() for b in micro) * env.world_size, step_start, compiled)
+            stopping = env.agree(preempted["requested"])
+            if stopping or run.step == stop_at or (cfg.save_every and run.step % cfg.save_every == 0):
+                save_checkpoint(run, cfg, env)
+            if stopping:
+                break
+        result = meter.result()
     if env.world_size > 1:
         dist.destroy_process_group()
-    tps = measured_tokens / measured_seconds if measured_seconds else None
-    mfu = tps * fpt / (peak * env.world_size) if tps and peak else None
-    return TrainResult(losses, tps, mfu, compilations)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
