@@ -16,8 +16,8 @@ How, without comparing all pairs:
    document is a sorted array of distinct hashes. Jaccard is computed on these hashes, not on
    tuples: two distinct shingles collide with probability 2**-64, so even 10**9 distinct
    shingles give an expected 0.03 collisions in the whole corpus, and one collision moves one
-   pair's Jaccard by at most ``1/|A ∪ B|``. This is the slow, pure-Python step (about 20 s per
-   100 MB of code on one core); the CLI runs it in 2 processes.
+   pair's Jaccard by at most ``1/|A ∪ B|``. This is the slow, pure-Python step (BENCHMARKS.md,
+   "Real corpus and exact truth"); the CLI runs it in 2 processes.
 2. **Identical sets** are grouped first (exact byte comparison of the arrays): their members
    are duplicates of each other (J = 1) and only the smallest id of each group goes on, so a
    file copied into hundreds of releases costs one representative, not ``copies**2`` pairs.

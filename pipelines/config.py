@@ -110,7 +110,7 @@ class SparkConfig:
     ui: bool = True
     log_level: str = "WARN"
     # Parquet is written with zstd. Level 1 writes this project's text outputs and checkpoints
-    # about 1.6x faster than level 3 for ~15% larger files (BENCHMARKS.md, "Dedup speed").
+    # faster than level 3, for somewhat larger files (BENCHMARKS.md, "Dedup speed and memory").
     zstd_level: int = 1
 
     def __post_init__(self) -> None:

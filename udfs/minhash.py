@@ -41,10 +41,8 @@ point; malformed UTF-8, rare, falls back to Arrow's pass). The scan copies and h
 of ASCII word bytes in a tight loop with one unpredictable branch per token; other code
 points take a table-driven step. Shingle rounds run across all windows at once, and the
 MinHash loop runs permutations outside and shingles inside, a min-reduction; both
-vectorise. On the 128 MB benchmark corpus (ASCII, word 5-grams), one AMD EPYC (Zen 3)
-core spends about 2.5 ns per byte outside the MinHash loop, and 9.7 ns/byte (103 MB/s) in
-all at 256 permutations: the MinHash loop (about 5 G hash evaluations per second on AVX2)
-is three quarters of the cost.
+vectorise. At 256 permutations the MinHash loop is most of the cost (figures: BENCHMARKS.md,
+"Dedup speed and memory").
 """
 
 from __future__ import annotations

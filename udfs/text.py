@@ -7,7 +7,8 @@ has no Unicode database. We therefore precompute one byte per code point from Py
 
 Lowercasing is Arrow's ``utf8_lower`` (part of the signature format). To fold it into the
 kernel's scan, :data:`LOWERCASE` holds Arrow's own output for every code point (4.4 MB).
-Both are built with vectorised NumPy/Arrow calls, well under 0.1 s per process.
+Both are built with vectorised NumPy/Arrow calls, once per process (cost: BENCHMARKS.md,
+"Dedup speed and memory").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Arrow batch of texts -> Arrow batch of document token streams (schema ``schemas.packed.TOKENIZED``).
 
-The vectorized kernel is ``tokenizers.Tokenizer.encode_batch`` (Rust; in tokenizers 0.23 it
-costs ~20% less CPU than ``encode_batch_fast`` on byte-level BPE, measured); around it only
+The vectorized kernel is ``tokenizers.Tokenizer.encode_batch`` (Rust; on byte-level BPE it
+costs less CPU than ``encode_batch_fast``: BENCHMARKS.md, "Pack job"); around it only
 array arithmetic and one Numba copy: each document's stream is
 
     [BOS] + encode(text, add_special_tokens=False).ids + [EOS]
