@@ -25,6 +25,7 @@ from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_g
 from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.verify import score_edges, verify_edges
 from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
@@ -80,8 +81,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer("dedup", spark)
-    settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
-    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
+    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(HadoopFs(spark), cfg))
     checkpoint = Checkpoints(spark, out)
     try:
         stats, sigs = _run(spark, cfg, out, checkpoint, timer)
