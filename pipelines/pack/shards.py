@@ -2,9 +2,10 @@
 
 Each packing task owns shard ``k = partitionId``. It builds each file in memory (a shard is
 sized to tens of MB), hashes it, writes it to a temporary name unique to the task attempt and
-renames it over ``part-k`` (``pipelines.io.uri.put_file``): a retried or speculative attempt replaces the file instead of
-adding a second one, and a reader never sees half a file under the final name. The task
-returns one small summary row; the driver builds the manifest from those rows alone.
+renames it over ``part-k`` (``pipelines.io.uri.put_file``): a retried or speculative attempt
+replaces the file instead of adding a second one, and a reader never sees half a file under the
+final name. The task returns one small summary row; the driver builds the manifest from those
+rows alone.
 
 Bytes are deterministic: the partition's documents arrive sorted by key (then doc id), packing
 and the seeded row permutation are pure functions of them, and every writer is byte-stable
