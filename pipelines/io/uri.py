@@ -58,7 +58,7 @@ def open_uri(uri: str, mode: str):
 
 
 def open_input(uri: str) -> pa.NativeFile:
-    """A random-access file for pyarrow readers: memory-mapped when local (no copy), a stream otherwise."""
+    """A random-access file for pyarrow readers: memory-mapped when local (no copy), pyarrow.fs elsewhere."""
     if not is_remote(uri):
         return pa.memory_map(str(uri).removeprefix("file://"))
     filesystem, path = resolve(uri)

@@ -102,7 +102,8 @@ def _stage(result: PrepareResult, fs: HadoopFs, cfg: PrepareConfig, name: str, r
     log.info("%s: %s (%s)", name, outcome.status, outcome.reason)
 
 
-def _reuse(fs: HadoopFs, cfg: PrepareConfig, stage: str, fingerprint: str, verify) -> tuple[StageOutcome | None, dict | None, str]:
+def _reuse(fs: HadoopFs, cfg: PrepareConfig, stage: str, fingerprint: str,
+           verify) -> tuple[StageOutcome | None, dict | None, str]:
     """``(outcome, payload, why it reruns)``: an outcome only when the existing output can be reused."""
     if cfg.force:
         return None, None, "--force"
