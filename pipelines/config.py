@@ -7,7 +7,7 @@ a default changed here is changed everywhere (CLI help, tests, benchmarks, submi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from pipelines.errors import UsageError
@@ -292,6 +292,15 @@ PREPARE_STAGES = ("dedup", "pack", "report")
 def stage_dir(output: str, stage: str) -> str:
     """Where a stage of an end-to-end run writes: ``OUTPUT/dedup``, ``OUTPUT/pack``."""
     return f"{output.rstrip('/')}/{stage}"
+
+
+def result_settings(cfg) -> dict:
+    """A job config as a dict, less what only says where or how it runs (``output``, ``overwrite``,
+    ``spark``): the settings a fingerprint of its result covers."""
+    settings = asdict(cfg)
+    for key in ("output", "overwrite", "spark"):
+        settings.pop(key, None)
+    return settings
 
 
 @dataclass(frozen=True)

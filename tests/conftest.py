@@ -64,3 +64,13 @@ def train_local_tokenizer(texts: list[str], path: str, vocab_size: int = 400,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.save(str(path))
     return tok
+
+
+def tfrecord_records(path) -> list[bytes]:
+    """The records of a TFRecord file, their framing and CRCs checked (``CorruptShardError`` naming ``path``)."""
+    from udfs.tfrecord import scan_records
+
+    with open(path, "rb") as fh:
+        contents = fh.read()
+    starts, lengths = scan_records(contents, str(path))
+    return [contents[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())]

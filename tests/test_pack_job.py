@@ -22,8 +22,8 @@ from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
 from udfs.packing import unpack_segments
-from tests.conftest import train_local_tokenizer
-from udfs.tfrecord import CorruptShardError, decode_example, read_records
+from tests.conftest import tfrecord_records, train_local_tokenizer
+from udfs.tfrecord import CorruptShardError, decode_example
 
 SEQ_LEN = 64
 WORDS = ("the of and to in is was for on that with as by at from it an be this which or "
@@ -151,7 +151,7 @@ def test_readers_agree_parquet_tfrecord_datasets(packed):
     manifest = load_manifest(packed)
     for pq_entry, tf_entry in zip(manifest["shards"]["parquet"], manifest["shards"]["tfrecord"]):
         table = pq.read_table(f"{packed}/{pq_entry['file']}")
-        records = [decode_example(r) for r in read_records(f"{packed}/{tf_entry['file']}")]
+        records = [decode_example(r) for r in tfrecord_records(f"{packed}/{tf_entry['file']}")]
         assert table.num_rows == len(records) == pq_entry["rows"] == tf_entry["rows"]
         for name in ("input_ids", "segment_ids", "positions"):
             assert table.column(name).to_pylist() == [r[name].tolist() for r in records]
@@ -188,7 +188,7 @@ def test_verifier_names_a_truncated_file(packed, tmp_path):
         verify_shards(copy)
     assert "truncated" in err.value.reason
     with pytest.raises(CorruptShardError, match="part-00002.tfrecord.*truncated"):
-        list(read_records(victim))
+        tfrecord_records(victim)
 
 
 def test_same_documents_in_other_files_and_order_give_identical_bytes(spark, corpus, packed, tmp_path):

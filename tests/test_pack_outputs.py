@@ -22,10 +22,9 @@ from pipelines.config import InputConfig, PackConfig, TokenizerConfig
 from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
-from tests.conftest import optional_import
-from tests.conftest import train_local_tokenizer
+from tests.conftest import optional_import, tfrecord_records, train_local_tokenizer
 from tests.test_pack_job import make_texts
-from udfs.tfrecord import decode_example, read_records
+from udfs.tfrecord import decode_example
 
 SEQ_LEN = 64
 # What each trainer parses, per its documentation: every feature int64, seq_len long.
@@ -93,7 +92,7 @@ def _streams(corpus, manifest) -> list[list[int]]:
 
 def _tfrecord_rows(out, manifest, names) -> list[dict[str, np.ndarray]]:
     return [parse_with_spec(r, names, SEQ_LEN) for e in manifest["shards"]["tfrecord"]
-            for r in read_records(f"{out}/{e['file']}")]
+            for r in tfrecord_records(f"{out}/{e['file']}")]
 
 
 def _next_tokens(ids: np.ndarray, seg: np.ndarray, pad: int) -> tuple[list, list]:
@@ -131,7 +130,7 @@ def test_trainer_specs_decode_the_same_rows(outputs, scheme):
         assert table.column_names == [*names, "doc_ids"]
         for name in names:
             assert str(table.schema.field(name).type) == "list<element: uint16>"
-        records = [decode_example(r) for r in read_records(f"{out}/{tf_entry['file']}")]
+        records = [decode_example(r) for r in tfrecord_records(f"{out}/{tf_entry['file']}")]
         for name in (*names, "doc_ids"):
             assert table.column(name).to_pylist() == [r[name].tolist() for r in records]
     verify_shards(str(out))

@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.dedup.checkpoints import run_key
+from pipelines.io.hadoop import HadoopFs
 from pipelines.pack.verify import verify_shards
 from pipelines.prepare import stages as st
 from pipelines.prepare.cli import prepare_config, prepare_parser
-from pipelines.prepare.fs import Fs
 from pipelines.prepare.pipeline import PrepareError, run_prepare
 from tests.conftest import train_local_tokenizer
 
@@ -107,15 +108,23 @@ def test_input_fingerprint_follows_the_files(spark, corpus, tmp_path):
     data.mkdir()
     pq.write_table(pa.table({"content": ["a b c"]}), data / "a.parquet")
     cfg = _cfg({**corpus, "input": str(data)}, tmp_path / "run").dedup
-    fs = Fs(spark)
-    before = st.dedup_fingerprint(fs, cfg)
-    assert st.dedup_fingerprint(fs, cfg) == before
+    fs = HadoopFs(spark)
+    before = run_key(fs, cfg)
+    assert run_key(fs, cfg) == before
     pq.write_table(pa.table({"content": ["d e f"]}), data / "b.parquet")
-    assert st.dedup_fingerprint(fs, cfg) != before
+    assert run_key(fs, cfg) != before
     other_threshold = _cfg({**corpus, "input": str(data)}, tmp_path / "run", "--threshold", "0.8").dedup
-    assert st.dedup_fingerprint(fs, other_threshold) != st.dedup_fingerprint(fs, cfg)
+    assert run_key(fs, other_threshold) != run_key(fs, cfg)
     elsewhere = _cfg({**corpus, "input": str(data)}, tmp_path / "elsewhere").dedup
-    assert st.dedup_fingerprint(fs, elsewhere) == st.dedup_fingerprint(fs, cfg)
+    assert run_key(fs, elsewhere) == run_key(fs, cfg)
+    # files Spark does not read are not part of the input; the listing is Spark's own
+    changed = run_key(fs, cfg)
+    (data / "_SUCCESS").write_text("")
+    (data / "_tmp").mkdir()
+    pq.write_table(pa.table({"content": ["g h i"]}), data / "_tmp" / "c.parquet")
+    assert run_key(fs, cfg) == changed
+    spark_files = sorted(f.replace("file:///", "file:/") for f in spark.read.parquet(str(data)).inputFiles())
+    assert [f.path for f in fs.files(str(data))] == spark_files and len(spark_files) == 2
 
 
 def test_pack_alone_needs_a_verified_dedup_output(spark, corpus, tmp_path):

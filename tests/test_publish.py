@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import InputConfig, PackConfig, TokenizerConfig
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError
 from pipelines.pack.pipeline import run_pack
 from pipelines.prepare import stages as st
-from pipelines.prepare.fs import Fs
 from schemas.packed import ManifestError, load_manifest
 
 
@@ -27,42 +28,40 @@ class Crash(RuntimeError):
     """The driver died here."""
 
 
-class CopyingFs:
-    """A Hadoop FileSystem whose directory rename copies file by file, then deletes the source (as on GCS)."""
+class CopyingFs(HadoopFs):
+    """Hadoop file access whose directory rename copies file by file, then deletes the source (as on GCS)."""
 
-    def __init__(self, out: OutputDir, spark, crash_after_files: int | None = None) -> None:
-        self._fs, self._jvm = out._fs, spark.sparkContext._jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+    def __init__(self, spark, crash_after_files: int | None = None) -> None:
+        super().__init__(spark)
         self.crash_after_files = crash_after_files
         self.calls: list[tuple[str, str]] = []
 
-    def __getattr__(self, name):
-        return getattr(self._fs, name)
+    def write_bytes(self, path, data):
+        self.calls.append(("create", posixpath.basename(path)))
+        super().write_bytes(path, data)
 
-    def create(self, path, overwrite):
-        self.calls.append(("create", path.getName()))
-        return self._fs.create(path, overwrite)
-
-    def delete(self, path, recursive):
-        self.calls.append(("delete", path.getName()))
-        return self._fs.delete(path, recursive)
+    def delete(self, path):
+        self.calls.append(("delete", posixpath.basename(path)))
+        super().delete(path)
 
     def rename(self, src, dst):
-        self.calls.append(("rename", src.getName()))
-        if not self._fs.getFileStatus(src).isDirectory():
-            return self._fs.rename(src, dst)
-        files, listing = [], self._fs.listFiles(src, True)
+        self.calls.append(("rename", posixpath.basename(src)))
+        if not self.is_dir(src):
+            return super().rename(src, dst)
+        src_path, fs = self._resolve(src)
+        dst_path = self._jvm.org.apache.hadoop.fs.Path(dst)
+        files, listing = [], fs.listFiles(src_path, True)
         while listing.hasNext():
             files.append(listing.next().getPath().toString())
-        root = self._fs.getFileStatus(src).getPath().toString()  # qualified, as the listing is
+        root = fs.getFileStatus(src_path).getPath().toString()  # qualified, as the listing is
         for count, name in enumerate([*sorted(files), None]):  # "_SUCCESS" sorts before "data/", "manifest.json"
             if count == self.crash_after_files:
                 raise Crash(f"after copying {count} of {len(files)} files")
             if name is not None:
-                target = self._jvm.org.apache.hadoop.fs.Path(dst.toString() + name[len(root):])
-                self._jvm.org.apache.hadoop.fs.FileUtil.copy(self._fs, self._jvm.org.apache.hadoop.fs.Path(name),
-                                                             self._fs, target, False, self._conf)
-        return self._fs.delete(src, True)
+                target = self._jvm.org.apache.hadoop.fs.Path(dst_path.toString() + name[len(root):])
+                self._jvm.org.apache.hadoop.fs.FileUtil.copy(fs, self._jvm.org.apache.hadoop.fs.Path(name),
+                                                             fs, target, False, self._conf)
+        return bool(fs.delete(src_path, True))
 
 
 def _listing(path) -> list[str]:
@@ -79,7 +78,7 @@ def _staged(spark, final, overwrite=False, files=None) -> OutputDir:
 def test_success_is_written_last_after_every_file_is_in_place(spark, tmp_path):
     final = tmp_path / "out"
     out = _staged(spark, final)
-    out._fs = fs = CopyingFs(out, spark)
+    out._fs = fs = CopyingFs(spark)
     out.publish()
     assert fs.calls.index(("rename", os.path.basename(out.staging))) < fs.calls.index(("create", "_SUCCESS"))
     assert fs.calls[-1] == ("create", "_SUCCESS")
@@ -90,7 +89,7 @@ def test_replacing_an_output_unmarks_it_before_moving_it_aside(spark, tmp_path):
     final = tmp_path / "out"
     _staged(spark, final).publish()
     out = _staged(spark, final, overwrite=True, files={"stats.json": '{"second": 1}'})
-    out._fs = fs = CopyingFs(out, spark)
+    out._fs = fs = CopyingFs(spark)
     out.publish()
     unmark, move_old = fs.calls.index(("delete", "_SUCCESS")), fs.calls.index(("rename", "out"))
     assert unmark < move_old < fs.calls.index(("create", "_SUCCESS"))
@@ -102,14 +101,14 @@ def test_replacing_an_output_unmarks_it_before_moving_it_aside(spark, tmp_path):
 def test_a_crash_anywhere_in_publication_leaves_no_success(spark, tmp_path, copied):
     final = tmp_path / "out"
     out = _staged(spark, final)
-    out._fs = CopyingFs(out, spark, crash_after_files=copied)
+    out._fs = CopyingFs(spark, crash_after_files=copied)
     if copied is None:  # the copy completes; the driver dies before the marker
         out._mark_success = lambda: (_ for _ in ()).throw(Crash("before _SUCCESS"))
     with pytest.raises(Crash):
         out.publish()
     assert not (final / "_SUCCESS").exists()
     if final.exists():  # partially or wholly copied, never marked: every reader refuses it
-        fs = Fs(spark)
+        fs = HadoopFs(spark)
         with pytest.raises(st.StageInvalid, match="no _SUCCESS"):
             st.verify_dedup(spark, fs, str(final))
         with pytest.raises(st.StageInvalid, match="no _SUCCESS"):
@@ -140,7 +139,7 @@ def test_pack_job_crash_after_copy_is_incomplete_for_readers(spark, tmp_path, mo
     with pytest.raises(ManifestError, match="incomplete"):
         PackedManifest.load(str(final))  # the training runtime
     with pytest.raises(st.StageInvalid, match="no _SUCCESS"):
-        st.verify_pack(Fs(spark), str(final))  # prepare reruns the stage
+        st.verify_pack(HadoopFs(spark), str(final))  # prepare reruns the stage
 
 
 def test_pack_refuses_a_dedup_output_without_success(spark, tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from udfs.tfrecord import (CorruptShardError, crc32c, decode_example, encode_example, example_records,
-                           masked_crc32c, read_records, write_records)
+from tests.conftest import tfrecord_records
+from udfs.tfrecord import (CorruptShardError, crc32c, decode_example, encode_example, example_records, frame_record,
+                           masked_crc32c)
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -80,9 +81,9 @@ def _records():
 def test_write_read_round_trip(tmp_path):
     path = tmp_path / "a.tfrecord"
     records = _records()
-    written = write_records(str(path), records)
-    assert written == path.stat().st_size == sum(len(r) + 16 for r in records)
-    assert list(read_records(str(path))) == records
+    path.write_bytes(b"".join(map(frame_record, records)))
+    assert path.stat().st_size == sum(len(r) + 16 for r in records)
+    assert tfrecord_records(path) == records
     # framing by hand: length, masked crc of the length, data, masked crc of the data
     raw = path.read_bytes()
     n = int.from_bytes(raw[:8], "little")
@@ -100,24 +101,23 @@ def test_whole_shard_encoder_equals_framing_each_row(tmp_path):
                 "neg": rng.integers(-(2**40), 2**40, (9, 2))}
     rows = [encode_example({k: v[r] for k, v in features.items()}) for r in range(9)]
     path = tmp_path / "shard.tfrecord"
-    write_records(str(path), rows)
+    path.write_bytes(b"".join(map(frame_record, rows)))
     assert example_records(features).tobytes() == path.read_bytes()
-    assert [decode_example(r)["neg"].tolist() for r in read_records(str(path))] == features["neg"].tolist()
+    assert [decode_example(r)["neg"].tolist() for r in tfrecord_records(path)] == features["neg"].tolist()
     assert example_records({"a": np.zeros((0, 5), np.int64)}).size == 0
 
 
 def test_empty_file_has_no_records(tmp_path):
     path = tmp_path / "empty.tfrecord"
-    assert write_records(str(path), []) == 0
-    assert list(read_records(str(path))) == []
+    path.write_bytes(b"")
+    assert tfrecord_records(path) == []
 
 
 @pytest.mark.parametrize("where", ["length", "length_crc", "data", "data_crc"])
 def test_reader_rejects_flipped_byte(tmp_path, where):
     path = tmp_path / "bad.tfrecord"
     records = _records()
-    write_records(str(path), records)
-    raw = bytearray(path.read_bytes())
+    raw = bytearray(b"".join(map(frame_record, records)))
     second = 16 + len(records[0])  # start of the second record (an empty example)
     third = second + 16 + len(records[1])
     offset = {"length": third + 1, "length_crc": third + 9, "data": third + 12 + 40,
@@ -125,7 +125,7 @@ def test_reader_rejects_flipped_byte(tmp_path, where):
     raw[offset] ^= 0x10
     path.write_bytes(bytes(raw))
     with pytest.raises(CorruptShardError) as err:
-        list(read_records(str(path)))
+        tfrecord_records(path)
     assert "bad.tfrecord" in str(err.value)
     assert err.value.offset == third
     assert "CRC" in err.value.reason or "truncated" in err.value.reason
@@ -134,9 +134,8 @@ def test_reader_rejects_flipped_byte(tmp_path, where):
 @pytest.mark.parametrize("cut", [1, 5, 13, 500])
 def test_reader_rejects_truncated_file(tmp_path, cut):
     path = tmp_path / "short.tfrecord"
-    write_records(str(path), _records())
-    raw = path.read_bytes()
+    raw = b"".join(map(frame_record, _records()))
     path.write_bytes(raw[:-cut])
     with pytest.raises(CorruptShardError, match="short.tfrecord") as err:
-        list(read_records(str(path)))
+        tfrecord_records(path)
     assert "truncated" in err.value.reason or "CRC" in err.value.reason

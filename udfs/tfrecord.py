@@ -1,4 +1,7 @@
-"""TFRecord files of ``tf.train.Example`` int64 features, without TensorFlow or protobuf.
+"""TFRecord contents of ``tf.train.Example`` int64 features, without TensorFlow or protobuf.
+
+Bytes in, bytes or arrays out: the files are written and read by ``pipelines.pack.shards``
+and ``pipelines.io.shards``.
 
 Record framing (what ``tf.data.TFRecordDataset`` reads)::
 
@@ -26,12 +29,10 @@ also accepts the unpacked encoding, which protobuf parsers must.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit
-
-from pipelines.io.uri import open_uri  # re-exported: the one file layer
 
 _MASK_DELTA = 0xA282EAD8
 _POLY = 0x82F63B78
@@ -358,7 +359,7 @@ def decode_example(data: bytes) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------
-# Record files.
+# Record framing.
 
 
 def frame_record(data: bytes) -> bytes:
@@ -366,17 +367,6 @@ def frame_record(data: bytes) -> bytes:
     length = len(data).to_bytes(8, "little")
     return (length + masked_crc32c(length).to_bytes(4, "little") + bytes(data)
             + masked_crc32c(data).to_bytes(4, "little"))
-
-
-def write_records(path: str, records: Iterable[bytes]) -> int:
-    """Write ``records`` as a TFRecord file (replacing ``path``); returns the bytes written."""
-    written = 0
-    with open_uri(path, "wb") as fh:
-        for record in records:
-            framed = frame_record(record)
-            fh.write(framed)
-            written += len(framed)
-    return written
 
 
 @njit(cache=True, nogil=True)
@@ -429,36 +419,16 @@ _SCAN_ERRORS = {
 }
 
 
-def scan_records(path: str) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """Read and verify a whole TFRecord file: ``(contents, starts, lengths)`` of its records.
+def scan_records(contents: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Verify the framing of a whole TFRecord file's ``contents``: ``(starts, lengths)`` of its records' data.
 
-    Raises :class:`CorruptShardError` naming ``path`` at the first bad record.
+    Raises :class:`CorruptShardError` naming the file ``name`` at the first bad record.
     """
-    with open_uri(path, "rb") as fh:
-        contents = fh.read()
-    buf = np.frombuffer(contents, dtype=np.uint8)
-    starts, lengths, n, error, offset = _scan(buf, _TABLES)
+    starts, lengths, n, error, offset = _scan(np.frombuffer(contents, dtype=np.uint8), _TABLES)
     if error:
-        raise CorruptShardError(path, int(offset), _SCAN_ERRORS[int(error)])
-    return contents, starts[:n], lengths[:n]
-
-
-def read_records(path: str) -> Iterator[bytes]:
-    """Yield each record's data, verifying both CRCs of every record first.
-
-    The file is checked as a whole before the first record is yielded, so a consumer never
-    trains on the head of a file that turns out to be corrupt.
-    """
-    contents, starts, lengths = scan_records(path)
-    view = memoryview(contents)
-    for s, n in zip(starts.tolist(), lengths.tolist()):
-        yield bytes(view[s:s + n])
-
-
-def count_records(path: str) -> int:
-    """Number of records in a verified TFRecord file."""
-    return int(scan_records(path)[1].shape[0])
+        raise CorruptShardError(name, int(offset), _SCAN_ERRORS[int(error)])
+    return starts[:n], lengths[:n]
 
 
 __all__ = ["CorruptShardError", "crc32c", "masked_crc32c", "example_records", "encode_example", "decode_example",
-           "frame_record", "open_uri", "write_records", "read_records", "scan_records", "count_records"]
+           "frame_record", "scan_records"]

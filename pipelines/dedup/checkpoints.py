@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.config import DedupConfig, result_settings
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.publish import OutputDir
 
 log = logging.getLogger("corpus_prep.checkpoints")
@@ -36,19 +38,12 @@ MARKER = "_COMMITTED"
 FORMAT_VERSION = 4
 
 
-def run_key(spark: SparkSession, input_path: str, settings: dict) -> str:
-    """Fingerprint of the input files (path, size, modification time) and the result-relevant settings."""
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    pattern = jvm.org.apache.hadoop.fs.Path(input_path)
-    fs = pattern.getFileSystem(conf)
-    files = []
-    for status in fs.globStatus(pattern) or []:
-        listing = fs.listFiles(status.getPath(), True)
-        while listing.hasNext():
-            f = listing.next()
-            files.append((f.getPath().toString(), f.getLen(), f.getModificationTime()))
-    payload = json.dumps({"format": FORMAT_VERSION, "files": sorted(files), "settings": settings},
+def run_key(fs: HadoopFs, cfg: DedupConfig) -> str:
+    """Fingerprint of a dedup run: its input's data files (path, size, modification time, as
+    ``HadoopFs.files`` lists them) and the settings that decide the result. It names the run's
+    staging directory, and ``jobs/prepare.py`` records it to know when its dedup stage may be skipped."""
+    files = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
+    payload = json.dumps({"format": FORMAT_VERSION, "files": files, "settings": result_settings(cfg)},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -27,6 +27,7 @@ from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.survivors import (cluster_counts, cluster_survivors, duplicates_table, ranked_hashes,
                                        survivor_ranks)
 from pipelines.dedup.verify import Verification, score_edges, verification_counts, verify_edges
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
@@ -76,8 +77,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer("dedup", spark)
-    settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
-    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
+    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(HadoopFs(spark), cfg))
     checkpoint = Checkpoints(spark, out)
     try:
         stats, sigs = _Stages(spark, cfg, out, checkpoint, timer).run()

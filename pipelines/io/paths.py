@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 
 from pipelines.errors import InputError, UsageError
 from pipelines.io.publish import OutputExists
-from pipelines.prepare.fs import Fs
+from pipelines.io.hadoop import HadoopFs, visible
 
 GLOB_CHARS = frozenset("*?[]{}\\")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
@@ -84,11 +84,6 @@ def check_apart(input_path: str, output: str) -> None:
                          "become part of the input: choose an output outside it")
 
 
-def _visible(name: str) -> bool:
-    """Spark skips names starting with ``_`` or ``.`` (``_SUCCESS``, ``.crc``, staging) when listing."""
-    return not name.startswith(("_", "."))
-
-
 def _local_files(path: str) -> list[str] | None:
     """Data files of a local path, or None for a glob Python cannot expand as Hadoop would."""
     if GLOB_CHARS & set(path):
@@ -103,8 +98,8 @@ def _local_files(path: str) -> list[str] | None:
             files.append(match)
             continue
         for folder, dirs, names in os.walk(match):
-            dirs[:] = sorted(d for d in dirs if _visible(d))
-            files.extend(os.path.join(folder, n) for n in sorted(names) if _visible(n))
+            dirs[:] = sorted(d for d in dirs if visible(d))
+            files.extend(os.path.join(folder, n) for n in sorted(names) if visible(n))
     return files
 
 
@@ -123,7 +118,7 @@ def input_files(path: str, spark=None) -> list[str] | None:
     elif spark is None:
         return None
     else:
-        fs = Fs(spark)
+        fs = HadoopFs(spark)
         files = [f.path for f in fs.files(path)]
         exists = bool(GLOB_CHARS & set(path)) or fs.exists(path)
     if files:

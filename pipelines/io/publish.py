@@ -1,4 +1,4 @@
-"""Atomic publication of an output directory through Hadoop's FileSystem API.
+"""Atomic publication of an output directory, on the driver's Hadoop file layer (``pipelines.io.hadoop``).
 
 A job writes everything under a staging directory beside the final path
 (``.NAME.staging-KEY``), renames the whole directory into place once its own checks pass, and
@@ -24,6 +24,7 @@ import uuid
 from pyspark.sql import SparkSession
 
 from pipelines.errors import UserError
+from pipelines.io.hadoop import HadoopFs
 
 SUCCESS = "_SUCCESS"
 
@@ -38,13 +39,9 @@ class OutputExists(UserError, FileExistsError):
 
 class OutputDir:
     def __init__(self, spark: SparkSession, final: str, overwrite: bool, run_key: str | None = None) -> None:
-        jvm = spark.sparkContext._jvm
-        self._jvm = jvm
-        self._Path = jvm.org.apache.hadoop.fs.Path
+        self._fs = HadoopFs(spark)
         self.final = final.rstrip("/")
-        final_path = self._Path(self.final)
-        self._fs = final_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        if self._fs.exists(final_path) and not overwrite:
+        if self._fs.exists(self.final) and not overwrite:
             raise OutputExists.at(final)
         self.overwrite = overwrite
         parent, name = self.final.rsplit("/", 1) if "/" in self.final else (".", self.final)
@@ -54,72 +51,62 @@ class OutputDir:
         self.resumed = self.exists(self.staging)
         if self.resumed:
             self._clear_all_but_work()
-        self._fs.mkdirs(self._Path(self.staging))
+        self._fs.mkdirs(self.staging)
 
     def path(self, *parts: str) -> str:
         """A path inside the staging directory."""
         return "/".join([self.staging, *parts])
 
     def exists(self, path: str) -> bool:
-        return bool(self._fs.exists(self._Path(path)))
+        return self._fs.exists(path)
 
-    def write_text(self, relative: str, text: str) -> None:
-        """Write a small file whole or not at all: to a temporary name, then renamed into place."""
-        target = self._Path(self.path(relative))
-        partial = self._Path(self.path(relative) + ".partial")
-        stream = self._fs.create(partial, True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-        self._fs.delete(target, False)
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a file whole or not at all: to a temporary name, then renamed into place."""
+        target, partial = self.path(relative), self.path(relative) + ".partial"
+        self._fs.write_bytes(partial, data)
+        self._fs.delete(target)
         if not self._fs.rename(partial, target):
             raise OSError(f"could not rename {partial} to {target}")
 
+    def write_text(self, relative: str, text: str) -> None:
+        self.write_bytes(relative, text.encode("utf-8"))
+
     def read_text(self, relative: str) -> str | None:
         """A small file inside the staging directory, or ``None`` if it does not exist."""
-        path = self._Path(self.path(relative))
-        if not self._fs.exists(path):
-            return None
-        stream = self._fs.open(path)
-        try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
-        finally:
-            stream.close()
+        return self._fs.read_text(self.path(relative))
 
     def delete(self, path: str) -> None:
-        self._fs.delete(self._Path(path), True)
+        self._fs.delete(path)
 
     def publish(self) -> str:
         """Move staging into place (replacing an old output if allowed), then mark success: ``_SUCCESS`` last."""
-        final_path = self._Path(self.final)
-        self._fs.delete(self._Path(self.path(SUCCESS)), False)  # only ever written in the final place
+        self._fs.delete(self.path(SUCCESS))  # only ever written in the final place
         old = None
-        if self._fs.exists(final_path):
+        if self._fs.exists(self.final):
             if not self.overwrite:
                 raise OutputExists(f"output {self.final!r} appeared while the job ran")
-            self._fs.delete(self._Path(f"{self.final}/{SUCCESS}"), False)  # incomplete from here on
-            old = self._Path(f"{self._parent}/.{self._name}.replaced-{self.run_id}")
-            if not self._fs.rename(final_path, old):
+            self._fs.delete(f"{self.final}/{SUCCESS}")  # incomplete from here on
+            old = f"{self._parent}/.{self._name}.replaced-{self.run_id}"
+            if not self._fs.rename(self.final, old):
                 raise OSError(f"could not move the old output {self.final!r} aside")
-        if not self._fs.rename(self._Path(self.staging), final_path):
+        if not self._fs.rename(self.staging, self.final):
             raise OSError(f"could not rename {self.staging!r} to {self.final!r}")
         self._mark_success()
         if old is not None:
-            self._fs.delete(old, True)
+            self._fs.delete(old)
         return self.final
 
     def _mark_success(self) -> None:
-        self._fs.create(self._Path(f"{self.final}/{SUCCESS}"), True).close()
+        self._fs.write_bytes(f"{self.final}/{SUCCESS}", b"")
 
     def abandon(self, keep_work: bool = False) -> None:
         """Remove the staging directory after a failure (all but ``_work`` if ``keep_work``)."""
         if not keep_work or not self.exists(self.path("_work")):
-            self._fs.delete(self._Path(self.staging), True)
+            self._fs.delete(self.staging)
         else:
             self._clear_all_but_work()
 
     def _clear_all_but_work(self) -> None:
-        for status in self._fs.listStatus(self._Path(self.staging)):
-            if status.getPath().getName() != "_work":
-                self._fs.delete(status.getPath(), True)
+        for child in self._fs.children(self.staging):
+            if child.rstrip("/").rsplit("/", 1)[-1] != "_work":
+                self._fs.delete(child)

@@ -9,13 +9,10 @@ raise :class:`InputError` on the driver before any task runs, naming what was fo
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pyarrow as pa
 import pyarrow.ipc as ipc
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException
@@ -26,7 +23,9 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType, _
 
 from pipelines.config import InputConfig
 from pipelines.errors import InputError, one_line
-from pipelines.io.paths import input_files, is_local, local_path
+from pipelines.io import uri
+from pipelines.io.hadoop import HadoopFs
+from pipelines.io.paths import GLOB_CHARS, input_files
 from schemas.rejected import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
@@ -41,25 +40,25 @@ class Corpus:
     notes: list[str] = field(default_factory=list)
 
 
-def detect_format(path: str, files: list[str] | None) -> str:
+def detect_format(fs: HadoopFs, path: str, files: list[str] | None) -> str:
     """``parquet``, ``json`` or ``hf`` from the input's shape and its files' names (``input_files``)."""
-    if is_local(path) and os.path.isdir(local_path(path)):
-        folder = local_path(path)
-        if os.path.exists(os.path.join(folder, "dataset_info.json")) or os.path.exists(
-                os.path.join(folder, "state.json")):
-            return "hf"
+    root = path.rstrip("/")
+    if (not GLOB_CHARS & set(path) and fs.is_dir(root)
+            and (fs.exists(f"{root}/dataset_info.json") or fs.exists(f"{root}/state.json"))):
+        return "hf"
     names = files if files else [path]
     return "json" if all(n.endswith(JSON_SUFFIXES) for n in names) else "parquet"
 
 
 def read_corpus(spark: SparkSession, cfg: InputConfig) -> Corpus:
     files = input_files(cfg.path, spark)  # InputError: missing, a glob matching nothing, no data files
-    fmt = detect_format(cfg.path, files) if cfg.input_format == "auto" else cfg.input_format
+    fs = HadoopFs(spark)
+    fmt = detect_format(fs, cfg.path, files) if cfg.input_format == "auto" else cfg.input_format
     if fmt == "parquet":
         frame = _resolved(lambda: spark.read.parquet(cfg.path), cfg.path, fmt)
         return _typed_text_column(frame, _empty_rejected(spark), cfg, fmt)
     if fmt == "hf":
-        return _typed_text_column(_read_hf_saved(spark, cfg.path), _empty_rejected(spark), cfg, fmt)
+        return _typed_text_column(_read_hf_saved(spark, fs, cfg.path), _empty_rejected(spark), cfg, fmt)
     if fmt == "json":
         return _read_json_lines(spark, cfg)
     raise InputError(f"unknown input format {fmt!r} (expected parquet, json or hf)")
@@ -250,23 +249,23 @@ def _case_variants(columns: StructType, preferred: tuple[str, ...]) -> tuple[Str
     return kept, [f.name for f in columns.fields if chosen[f.name.lower()] != f.name]
 
 
-def _read_hf_saved(spark: SparkSession, path: str) -> DataFrame:
+def _read_hf_saved(spark: SparkSession, fs: HadoopFs, path: str) -> DataFrame:
     """A ``datasets.Dataset.save_to_disk`` folder: Arrow IPC stream files, read on executors."""
-    files = sorted(glob.glob(os.path.join(path, "*.arrow")))
-    if not files:
+    root = path.rstrip("/")
+    state = json.loads(fs.read_text(f"{root}/state.json") or "{}")
+    listed = [f["filename"] for f in state.get("_data_files", [])]
+    names = listed or [f.path.rsplit("/", 1)[-1] for f in fs.files(f"{root}/*.arrow")]
+    if not names:
         raise InputError(f"{path!r} looks like a saved HF dataset but holds no .arrow files")
-    with open(os.path.join(path, "state.json")) as fh:
-        state = json.load(fh)
-    listed = [os.path.join(path, f["filename"]) for f in state.get("_data_files", [])]
-    files = listed or files
-    with pa.memory_map(files[0]) as source:
+    files = [uri.join(root, name) for name in names]
+    with uri.open_input(files[0]) as source:
         arrow_schema = ipc.open_stream(source).schema
     spark_schema = from_arrow_schema(arrow_schema)
 
     def read_files(batches):
         for batch in batches:
             for name in batch.column("path").to_pylist():
-                with pa.memory_map(name) as source:
+                with uri.open_input(name) as source:
                     yield from ipc.open_stream(source)
 
     paths = spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))

@@ -4,7 +4,7 @@
 ``hdfs://``; a scheme it does not know (``memory://``, ``gcs://``, ``az://``, ...) goes through
 fsspec wrapped as a pyarrow filesystem (``PyFileSystem(FSSpecHandler(...))``), so callers
 see one API whatever the storage. Paths without a scheme are local. The driver-side
-(Hadoop) layer is ``pipelines.io.publish``.
+(Hadoop) layer is ``pipelines.io.hadoop``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+import pyarrow as pa
 from pyarrow import fs as pafs
 from pyarrow.lib import ArrowInvalid, ArrowNotImplementedError
 
@@ -56,6 +57,14 @@ def open_uri(uri: str, mode: str):
     return filesystem.open_output_stream(path) if "w" in mode else filesystem.open_input_file(path)
 
 
+def open_input(uri: str) -> pa.NativeFile:
+    """A random-access file for pyarrow readers: memory-mapped when local (no copy), pyarrow.fs elsewhere."""
+    if not is_remote(uri):
+        return pa.memory_map(str(uri).removeprefix("file://"))
+    filesystem, path = resolve(uri)
+    return filesystem.open_input_file(path)
+
+
 def read_bytes(uri: str) -> bytes:
     with open_uri(uri, "rb") as fh:
         return fh.read()
@@ -66,6 +75,21 @@ def write_bytes(uri: str, data: bytes) -> None:
     filesystem.create_dir(posixpath.dirname(path) or "/", recursive=True)
     with filesystem.open_output_stream(path) as fh:
         fh.write(data)
+
+
+def put_file(uri: str, data: bytes, attempt: str) -> None:
+    """Write ``data`` under a temporary name unique to ``attempt``, then rename it over ``uri``.
+
+    A reader never sees half a file under the final name, and a retried or speculative task
+    replaces the file instead of adding a second one. Object stores have no directories to make.
+    """
+    filesystem, path = resolve(uri)
+    partial = f"{path}.{attempt}.tmp"
+    if not is_remote(uri):
+        filesystem.create_dir(posixpath.dirname(path), recursive=True)
+    with filesystem.open_output_stream(partial) as fh:
+        fh.write(data)
+    filesystem.move(partial, path)
 
 
 def file_type(uri: str) -> pafs.FileType:

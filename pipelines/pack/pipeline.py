@@ -40,6 +40,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipelines.config import InputConfig, PackConfig
 from pipelines.dedup.ids import doc_id_column
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
@@ -76,26 +77,23 @@ def _absolute(path: str) -> str:
 
 def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, dict | None]:
     """A dedup output dir (``stats.json`` + ``data/``) is read through ``data/``; returns its stats."""
-    jvm = spark.sparkContext._jvm
-    root = jvm.org.apache.hadoop.fs.Path(cfg.path)
+    fs = HadoopFs(spark)
+    root = cfg.path.rstrip("/")
     try:
-        fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        is_dedup = (fs.isDirectory(root) and fs.exists(jvm.org.apache.hadoop.fs.Path(cfg.path, "stats.json"))
-                    and fs.isDirectory(jvm.org.apache.hadoop.fs.Path(cfg.path, "data")))
+        is_dedup = fs.is_dir(root) and fs.exists(f"{root}/stats.json") and fs.is_dir(f"{root}/data")
     except Exception:  # a glob or an unreachable scheme: not a dedup dir; read_corpus reports errors
         is_dedup = False
     if not is_dedup:
         return cfg, None
-    if not fs.exists(jvm.org.apache.hadoop.fs.Path(cfg.path, "_SUCCESS")):
+    if not fs.exists(f"{root}/_SUCCESS"):
         raise InputError(f"{cfg.path!r} is a dedup output without _SUCCESS: incomplete (its run crashed or "
                          "has not finished publishing)")
-    stats_path = cfg.path.rstrip("/") + "/stats.json"
-    text = "".join(r.value for r in spark.read.text(stats_path, wholetext=True).collect())
+    stats_path = f"{root}/stats.json"
     try:
-        stats = json.loads(text)
-    except json.JSONDecodeError as exc:
+        stats = json.loads(fs.read_text(stats_path))
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise InputError(f"{stats_path!r} is not valid JSON: {exc}") from exc
-    data = InputConfig(path=cfg.path.rstrip("/") + "/data", text_column=cfg.text_column,
+    data = InputConfig(path=f"{root}/data", text_column=cfg.text_column,
                        fallback_text_column=cfg.fallback_text_column, id_column=cfg.id_column,
                        input_format="parquet")
     return data, stats

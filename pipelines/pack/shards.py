@@ -2,9 +2,10 @@
 
 Each packing task owns shard ``k = partitionId``. It builds each file in memory (a shard is
 sized to tens of MB), hashes it, writes it to a temporary name unique to the task attempt and
-renames it over ``part-k``: a retried or speculative attempt replaces the file instead of
-adding a second one, and a reader never sees half a file under the final name. The task
-returns one small summary row; the driver builds the manifest from those rows alone.
+renames it over ``part-k`` (``pipelines.io.uri.put_file``): a retried or speculative attempt
+replaces the file instead of adding a second one, and a reader never sees half a file under the
+final name. The task returns one small summary row; the driver builds the manifest from those
+rows alone.
 
 Bytes are deterministic: the partition's documents arrive sorted by key (then doc id), packing
 and the seeded row permutation are pure functions of them, and every writer is byte-stable
@@ -16,18 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.io import uri
 from schemas.packed import (DOC_IDS, FEATURE_NAMES, FORMATS, MEGATRON, SHARD_SUMMARY, megatron_index_file,
                             shard_file, shard_schema)
 from udfs import megatron
 from udfs.packing import PackedRows, next_token_targets, pack, permute_rows
-from udfs.tfrecord import example_records, open_uri
+from udfs.tfrecord import example_records
 
 
 @dataclass(frozen=True)
@@ -115,26 +116,8 @@ def pack_documents(docs: Documents, spec: ShardSpec, index: int) -> PackedRows:
     return permute_rows(rows, (spec.seed, index)) if spec.shuffle_rows else rows
 
 
-def put_file(final: str, data: bytes, attempt: str) -> None:
-    """Write ``data`` under a unique temporary name, then rename it over ``final``."""
-    tmp = f"{final}.{attempt}.tmp"
-    if "://" in final and not final.startswith("file://"):
-        from pyarrow import fs as pafs
-
-        filesystem, inner = pafs.FileSystem.from_uri(final)
-        with filesystem.open_output_stream(inner + f".{attempt}.tmp") as fh:
-            fh.write(data)
-        filesystem.move(inner + f".{attempt}.tmp", inner)
-        return
-    local_final, local_tmp = final.removeprefix("file://"), tmp.removeprefix("file://")
-    os.makedirs(os.path.dirname(local_final), exist_ok=True)
-    with open_uri(local_tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(local_tmp, local_final)
-
-
 def _put(summary: dict, key: str, path: str, data: bytes, attempt: str) -> None:
-    put_file(path, data, attempt)
+    uri.put_file(path, data, attempt)
     summary[f"{key}_sha256"] = hashlib.sha256(data).hexdigest()
     summary[f"{key}_bytes"] = len(data)
 

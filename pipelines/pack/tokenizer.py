@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import TokenizerConfig
 from pipelines.errors import UserError
+from pipelines.io import uri
 
 HASH_BUCKETS = 1 << 20
 
@@ -83,9 +84,7 @@ def load_tokenizer_file(cfg: TokenizerConfig) -> TokenizerInfo:
     from tokenizers import Tokenizer
 
     try:
-        with open(cfg.path, encoding="utf-8") as fh:
-            text = fh.read()
-        tok = Tokenizer.from_str(text)
+        tok = Tokenizer.from_str(uri.read_bytes(cfg.path).decode("utf-8"))
     except FileNotFoundError as exc:
         raise TokenizerError(f"tokenizer file {cfg.path!r} does not exist") from exc
     except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON

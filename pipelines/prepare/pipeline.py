@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 
 from pipelines.config import PrepareConfig, ReportConfig, stage_dir
+from pipelines.dedup.checkpoints import run_key
 from pipelines.dedup.pipeline import run_dedup
 from pipelines.errors import UserError
+from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.pack.pipeline import run_pack
 from pipelines.pack.tokenizer import load_tokenizer_file
 from pipelines.prepare import stages as st
-from pipelines.prepare.fs import Fs
 from pipelines.report.prepare import write_prepare_report
 from pipelines.spark_session import get_spark
 from pipelines.timing import StageTimer
@@ -67,7 +68,7 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     if "pack" in cfg.stages and cfg.pack.tokenizer.path:
         load_tokenizer_file(cfg.pack.tokenizer)
     spark = spark or get_spark(cfg.spark)
-    fs = Fs(spark)
+    fs = HadoopFs(spark)
     result = PrepareResult(cfg.output)
     timer = StageTimer("prepare", spark)
     if "dedup" in cfg.stages:
@@ -86,7 +87,7 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     return result
 
 
-def _stage(result: PrepareResult, fs: Fs, cfg: PrepareConfig, name: str, run) -> None:
+def _stage(result: PrepareResult, fs: HadoopFs, cfg: PrepareConfig, name: str, run) -> None:
     try:
         outcome, payload = run()
     except Exception as exc:
@@ -101,7 +102,8 @@ def _stage(result: PrepareResult, fs: Fs, cfg: PrepareConfig, name: str, run) ->
     log.info("%s: %s (%s)", name, outcome.status, outcome.reason)
 
 
-def _reuse(fs: Fs, cfg: PrepareConfig, stage: str, fingerprint: str, verify) -> tuple[StageOutcome | None, dict | None, str]:
+def _reuse(fs: HadoopFs, cfg: PrepareConfig, stage: str, fingerprint: str,
+           verify) -> tuple[StageOutcome | None, dict | None, str]:
     """``(outcome, payload, why it reruns)``: an outcome only when the existing output can be reused."""
     if cfg.force:
         return None, None, "--force"
@@ -119,7 +121,7 @@ def _reuse(fs: Fs, cfg: PrepareConfig, stage: str, fingerprint: str, verify) -> 
     return StageOutcome(stage, "skipped", record["seconds"], "verified output for the same settings and input"), payload, ""
 
 
-def _finish(fs: Fs, cfg: PrepareConfig, stage: str, fingerprint: str, stamp: str, seconds: float,
+def _finish(fs: HadoopFs, cfg: PrepareConfig, stage: str, fingerprint: str, stamp: str, seconds: float,
             stage_seconds: dict, reason: str) -> StageOutcome:
     st.write_record(fs, cfg.output, stage, {
         "fingerprint": fingerprint, "stamp": stamp, "seconds": round(seconds, 3),
@@ -127,9 +129,9 @@ def _finish(fs: Fs, cfg: PrepareConfig, stage: str, fingerprint: str, stamp: str
     return StageOutcome(stage, "ran", round(seconds, 3), reason)
 
 
-def _dedup(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
+def _dedup(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig):
     root = cfg.dedup.output
-    fingerprint = st.dedup_fingerprint(fs, cfg.dedup)
+    fingerprint = run_key(fs, cfg.dedup)
     outcome, stats, reason = _reuse(fs, cfg, "dedup", fingerprint, lambda: st.verify_dedup(spark, fs, root))
     if outcome:
         return outcome, stats
@@ -141,7 +143,7 @@ def _dedup(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
     return _finish(fs, cfg, "dedup", fingerprint, stamp, seconds, stats["stage_seconds"], reason), stats
 
 
-def _upstream(spark: SparkSession, fs: Fs, output: str, dedup_root: str, required: bool
+def _upstream(spark: SparkSession, fs: HadoopFs, output: str, dedup_root: str, required: bool
               ) -> tuple[dict | None, str | None]:
     """The dedup output the pack stage reads, verified and matching its record."""
     record = st.read_record(fs, output, "dedup")
@@ -157,7 +159,7 @@ def _upstream(spark: SparkSession, fs: Fs, output: str, dedup_root: str, require
     return stats, stamp
 
 
-def _pack(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
+def _pack(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig):
     root = cfg.pack.output
     _, upstream = _upstream(spark, fs, cfg.output, cfg.dedup.output, required=True)
     fingerprint = st.pack_fingerprint(fs, cfg.pack, upstream)
@@ -173,7 +175,7 @@ def _pack(spark: SparkSession, fs: Fs, cfg: PrepareConfig):
     return _finish(fs, cfg, "pack", fingerprint, stamp, seconds, stage_seconds, reason), result.manifest
 
 
-def _existing_pack(fs: Fs, pack_root: str) -> dict | None:
+def _existing_pack(fs: HadoopFs, pack_root: str) -> dict | None:
     try:
         return st.verify_pack(fs, pack_root)[0]
     except st.StageInvalid:
@@ -183,7 +185,7 @@ def _existing_pack(fs: Fs, pack_root: str) -> dict | None:
 def run_report(cfg: ReportConfig, spark: SparkSession | None = None) -> PrepareResult:
     """The run report of ``cfg.output`` as ``prepare --stages report`` writes it, from the outputs that verify."""
     spark = spark or get_spark(cfg.spark)
-    fs = Fs(spark)
+    fs = HadoopFs(spark)
     result = PrepareResult(cfg.output)
     with StageTimer("prepare", spark).stage("report"):
         result.stats, _ = _upstream(spark, fs, cfg.output, stage_dir(cfg.output, "dedup"), required=False)

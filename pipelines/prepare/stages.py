@@ -1,9 +1,10 @@
 """When a stage may be skipped: its output is complete, verifies, and came from the same settings and input.
 
 Each finished stage leaves a record ``OUTPUT/_stages/STAGE.json`` with a *fingerprint* of what
-determined its output (settings that change results, the input's file listing with sizes and
-modification times, the upstream stage's output) and a *stamp* (sha256 of the stage's own
-``stats.json``/``manifest.json``). A later run skips the stage only if the fingerprint is equal,
+determined its output (the dedup stage: the dedup run's own fingerprint,
+``pipelines.dedup.checkpoints.run_key``, of its settings and its input's files; the pack stage:
+its settings, its tokenizer file and the upstream stage's stamp) and a *stamp* (sha256 of the
+stage's own ``stats.json``/``manifest.json``). A later run skips the stage only if the fingerprint is equal,
 ``_SUCCESS`` exists, the stamp still matches and the stage's own verification passes; anything
 else reruns it. Paths outside the record (a partial directory, a hand-copied output) are never
 trusted.
@@ -11,21 +12,17 @@ trusted.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import DedupConfig, PackConfig
+from pipelines.config import PackConfig, result_settings
+from pipelines.io.hadoop import HadoopFs
 from pipelines.pack.verify import verify_shards
-from pipelines.prepare.fs import Fs
 from schemas.packed import ManifestError, validate_manifest
 from udfs.tfrecord import CorruptShardError
-
-# Settings that only say where or how to run, not what comes out.
-_NOT_OUTPUT_SETTINGS = ("output", "overwrite", "spark")
 
 
 class StageInvalid(Exception):
@@ -36,27 +33,15 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _settings(cfg) -> dict:
-    data = dataclasses.asdict(cfg)
-    for key in _NOT_OUTPUT_SETTINGS:
-        data.pop(key, None)
-    return data
-
-
-def dedup_fingerprint(fs: Fs, cfg: DedupConfig) -> str:
-    listing = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
-    return digest({"settings": _settings(cfg), "input": listing})
-
-
-def pack_fingerprint(fs: Fs, cfg: PackConfig, upstream_stamp: str) -> str:
-    settings = _settings(cfg)
+def pack_fingerprint(fs: HadoopFs, cfg: PackConfig, upstream_stamp: str) -> str:
+    settings = result_settings(cfg)
     settings["input"].pop("path")  # always OUTPUT/dedup; its content is the upstream stamp
     tokenizer = fs.read_text(cfg.tokenizer.path) if cfg.tokenizer.path else None
     return digest({"settings": settings, "upstream": upstream_stamp,
                    "tokenizer": hashlib.sha256(tokenizer.encode()).hexdigest() if tokenizer else None})
 
 
-def _stamped(fs: Fs, root: str, name: str) -> tuple[str, str]:
+def _stamped(fs: HadoopFs, root: str, name: str) -> tuple[str, str]:
     if not fs.exists(f"{root}/_SUCCESS"):
         raise StageInvalid(f"{root} has no _SUCCESS (missing or incomplete)")
     text = fs.read_text(f"{root}/{name}")
@@ -65,7 +50,7 @@ def _stamped(fs: Fs, root: str, name: str) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
-def verify_dedup(spark: SparkSession, fs: Fs, root: str) -> tuple[dict, str]:
+def verify_dedup(spark: SparkSession, fs: HadoopFs, root: str) -> tuple[dict, str]:
     """``(stats, stamp)`` of a complete dedup output whose tables hold the rows its stats count."""
     text, stamp = _stamped(fs, root, "stats.json")
     try:
@@ -81,7 +66,7 @@ def verify_dedup(spark: SparkSession, fs: Fs, root: str) -> tuple[dict, str]:
     return stats, stamp
 
 
-def verify_pack(fs: Fs, root: str) -> tuple[dict, str]:
+def verify_pack(fs: HadoopFs, root: str) -> tuple[dict, str]:
     """``(manifest, stamp)`` of a complete pack output whose shards match the manifest."""
     text, stamp = _stamped(fs, root, "manifest.json")
     try:
@@ -95,7 +80,7 @@ def verify_pack(fs: Fs, root: str) -> tuple[dict, str]:
     return manifest, stamp
 
 
-def _check_sizes(fs: Fs, root: str, manifest: dict) -> None:
+def _check_sizes(fs: HadoopFs, root: str, manifest: dict) -> None:
     """On object stores reading every shard back is costly; sizes catch missing and truncated files."""
     sizes = {os.path.relpath(f.path, root.rstrip("/")): f.size for f in fs.files(root)}
     files = [(e["file"], e["bytes"]) for entries in manifest["shards"].values() for e in entries]
@@ -106,7 +91,7 @@ def _check_sizes(fs: Fs, root: str, manifest: dict) -> None:
             raise StageInvalid(f"{root}/{name}: {sizes.get(name)} bytes, manifest says {expected}")
 
 
-def read_record(fs: Fs, output: str, stage: str) -> dict | None:
+def read_record(fs: HadoopFs, output: str, stage: str) -> dict | None:
     text = fs.read_text(f"{output}/_stages/{stage}.json")
     try:
         return json.loads(text) if text else None
@@ -114,5 +99,5 @@ def read_record(fs: Fs, output: str, stage: str) -> dict | None:
         return None
 
 
-def write_record(fs: Fs, output: str, stage: str, record: dict) -> None:
+def write_record(fs: HadoopFs, output: str, stage: str, record: dict) -> None:
     fs.write_bytes(f"{output}/_stages/{stage}.json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig
 from pipelines.dedup.survivors import cluster_sizes
-from pipelines.prepare.fs import Fs
+from pipelines.io.publish import OutputDir
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
 from schemas.dedup import DOC_ID
@@ -151,13 +151,12 @@ def _largest(clusters: dict) -> Raw:
     return section("Largest clusters", *parts)
 
 
-def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out, stats: dict, excerpts: DataFrame) -> None:
-    """Write the report into an unpublished output (``pipelines.io.publish.OutputDir``)."""
+def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out: OutputDir, stats: dict,
+                       excerpts: DataFrame) -> None:
+    """Write the report into an unpublished output."""
     clusters = cluster_data(spark, out.staging, excerpts)
-    fs = Fs(spark)
     for name, data in images(stats, clusters).items():
-        fs.write_bytes(out.path("report", name), data)
-    fs.write_bytes(out.path("report", "clusters.json"),
-                   (json.dumps(clusters, indent=1, sort_keys=True) + "\n").encode())
+        out.write_bytes(f"report/{name}", data)
+    out.write_text("report/clusters.json", json.dumps(clusters, indent=1, sort_keys=True) + "\n")
     html = page("Deduplication report", f"{stats['input']} → {cfg.output}", sections(stats, clusters, "report"))
-    fs.write_bytes(out.path("report.html"), html.encode())
+    out.write_text("report.html", html)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.prepare.fs import Fs
+from pipelines.io.hadoop import HadoopFs
 from pipelines.report import charts, dedup, pack
 from pipelines.report.html import Raw, figure, page, paragraph, section, table, tag
 
@@ -26,7 +26,7 @@ def stage_rows(result) -> list[list]:
     return rows
 
 
-def _times(fs: Fs, output: str, result) -> dict[str, float]:
+def _times(fs: HadoopFs, output: str, result) -> dict[str, float]:
     """Seconds of every sub-stage, from the records of the runs that produced the outputs."""
     seconds = {}
     for o in result.outcomes:
@@ -37,7 +37,7 @@ def _times(fs: Fs, output: str, result) -> dict[str, float]:
     return seconds
 
 
-def write_prepare_report(fs: Fs, output: str, result) -> str:
+def write_prepare_report(fs: HadoopFs, output: str, result) -> str:
     """Write ``report.html`` and its PNGs; returns the page's path."""
     parts = []
     rows = stage_rows(result)

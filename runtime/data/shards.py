@@ -7,17 +7,14 @@ by the Dataproc jobs is read in place, with the same verification as a local dir
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines.io import uri
+from pipelines.io.shards import fetch, fixed_rows, read_columns
 from schemas.packed import FEATURES, feature_columns, load_manifest, manifest_file
-from udfs.tfrecord import CorruptShardError, decode_example, read_records
+from udfs.tfrecord import CorruptShardError
 
 
 @dataclass(frozen=True)
@@ -69,57 +66,16 @@ class PackedManifest:
         return self.shards[shard_format]
 
 
-def _verified_bytes(info: ShardInfo) -> bytes:
-    """The whole shard in one sequential read (from a bucket too), checked before it is decoded."""
-    data = uri.read_bytes(info.path)
-    if len(data) != info.bytes:
-        raise CorruptShardError(info.path, len(data), f"size {len(data)} != manifest {info.bytes}")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != info.sha256:
-        raise CorruptShardError(info.path, 0, f"sha256 {digest} != manifest {info.sha256}")
-    return data
-
-
-def _rows_from_parquet(data: bytes | None, info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
-    columns = dict(info.columns)
-    names = [columns[name] for name in FEATURES]
-    if data is not None:
-        table = pq.read_table(pa.BufferReader(data), columns=names)
-    else:  # unverified: Parquet reads only the column chunks it needs (ranged reads on a bucket)
-        filesystem, inner = uri.resolve(info.path)
-        table = pq.read_table(inner, columns=names, filesystem=filesystem)
-    out = {}
-    for name in FEATURES:
-        column = table.column(columns[name]).combine_chunks()
-        if table.num_rows and not pc.all(pc.equal(pc.list_value_length(column), seq_len)).as_py():
-            raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
-        out[name] = column.values.to_numpy().reshape(table.num_rows, seq_len)
-    return out
-
-
-def _rows_from_tfrecord(info: ShardInfo, seq_len: int) -> dict[str, np.ndarray]:
-    examples = [decode_example(record) for record in read_records(info.path)]
-    columns = dict(info.columns)
-    out = {}
-    for name in FEATURES:
-        values = [ex[columns[name]] for ex in examples]
-        if any(v.shape != (seq_len,) for v in values):
-            raise CorruptShardError(info.path, 0, f"a {name} row is not {seq_len} long")
-        out[name] = np.stack(values) if values else np.zeros((0, seq_len), np.int64)
-    return out
-
-
 def read_shard(info: ShardInfo, shard_format: str, seq_len: int, verify: bool) -> dict[str, np.ndarray]:
     """``{feature: (rows, seq_len) array}`` for one shard, checked against the manifest.
 
     With ``verify`` the sha256 is computed over the bytes that are then decoded, so a shard
-    is never trained on unless it is exactly the one the pack job wrote.
+    is never trained on unless it is exactly the one the pack job wrote (``pipelines.io.shards``).
     """
-    data = _verified_bytes(info) if verify else None
-    if shard_format == "parquet":
-        rows = _rows_from_parquet(data, info, seq_len)
-    else:  # TFRecord framing CRCs are checked by read_records on every read
-        rows = _rows_from_tfrecord(info, seq_len)
+    data = fetch(info.path, info.bytes, info.sha256) if verify else None
+    columns = dict(info.columns)
+    read = read_columns(info.path, shard_format, [columns[name] for name in FEATURES], data)
+    rows = {name: fixed_rows(info.path, columns[name], read[columns[name]], seq_len) for name in FEATURES}
     if rows["input_ids"].shape[0] != info.rows:
         raise CorruptShardError(info.path, 0, f"{rows['input_ids'].shape[0]} rows, manifest says {info.rows}")
     return rows
