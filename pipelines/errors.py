@@ -8,6 +8,8 @@ its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A problem with the command as given; the message says what and, where it can, how to fix it."""
@@ -26,3 +28,9 @@ class InputError(UserError, ValueError):
 def one_line(message: object) -> str:
     """``message`` on one line (an error quoting a multi-line cause must not look like several)."""
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def alternatives(values: Iterable[str]) -> str:
+    """``a, b or c``: the allowed values of an option, for a message."""
+    *rest, last = values
+    return f"{', '.join(rest)} or {last}" if rest else last

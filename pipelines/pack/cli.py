@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from enum import Enum
 
 from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments
 from pipelines.logs import add_logging_arguments
-from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
+from pipelines.config import (FEATURE_SCHEMES, TOKENIZER_MODELS, InputConfig, PackConfig, PackingMethod, SparkConfig,
+                              TokenizerConfig)
 
 HELP = {
     "seq_len": "tokens per packed row",
@@ -46,8 +48,7 @@ HELP = {
 }
 FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer",
          ("tokenizer", "model"): "--tokenizer-model"}
-CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"],
-           "feature_names": ["default", "seqio", "maxtext"]}
+CHOICES = {"packing": [m.value for m in PackingMethod], "model": TOKENIZER_MODELS, "feature_names": FEATURE_SCHEMES}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
 
 
@@ -66,6 +67,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = default.value if isinstance(default, Enum) else default
         flag = FLAGS.get((group, f.name), "--" + f.name.replace("_", "-"))
         dest = f"{group}__{f.name}"
         help_text = HELP.get(f.name, "")

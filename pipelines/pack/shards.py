@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.config import PackingMethod
 from schemas.packed import (DOC_IDS, FEATURE_NAMES, FORMATS, MEGATRON, SHARD_SUMMARY, megatron_index_file,
                             shard_file, shard_schema)
 from udfs import megatron
@@ -38,7 +39,7 @@ class ShardSpec:
     seq_len: int
     pad_id: int
     token_dtype: str
-    method: str
+    method: PackingMethod
     formats: tuple[str, ...]
     shuffle_rows: bool
     seed: int

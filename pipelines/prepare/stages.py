@@ -18,7 +18,7 @@ import os
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import DedupConfig, PackConfig
+from pipelines.config import MEGATRON, DedupConfig, PackConfig
 from pipelines.pack.verify import verify_shards
 from pipelines.prepare.fs import Fs
 from schemas.packed import ManifestError, validate_manifest
@@ -99,7 +99,7 @@ def _check_sizes(fs: Fs, root: str, manifest: dict) -> None:
     """On object stores reading every shard back is costly; sizes catch missing and truncated files."""
     sizes = {os.path.relpath(f.path, root.rstrip("/")): f.size for f in fs.files(root)}
     files = [(e["file"], e["bytes"]) for entries in manifest["shards"].values() for e in entries]
-    files += [(e[name], e[size]) for e in manifest.get("megatron", {}).get("files", [])
+    files += [(e[name], e[size]) for e in manifest.get(MEGATRON, {}).get("files", [])
               for name, size in (("file", "bytes"), ("idx_file", "idx_bytes"))]
     for name, expected in files:
         if sizes.get(name) != expected:
