@@ -14,7 +14,7 @@ from contextvars import ContextVar
 
 from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig, VerifyMode)
-from pipelines.errors import UserError, one_line
+from pipelines.errors import OneLineError, one_line
 from pipelines.logs import add_logging_arguments, configure_logging, log_config
 
 # The name a job's usage line shows: ``jobs/dedup.py`` run directly, ``corpus-prep dedup`` as a subcommand.
@@ -225,27 +225,26 @@ def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
 
 def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
             to_config: Callable[[argparse.Namespace], object], run: Callable[[object], object],
-            report: Callable[[object], str], exit_codes: dict[type[BaseException], int] | None = None) -> int:
+            report: Callable[[object], str]) -> int:
     """The body every ``jobs/*.py`` shares: parse, build the config, run, print the result.
 
-    Every :class:`UserError` (a bad option value or combination from ``to_config``, the input,
-    the output, the tokenizer) prints one ``error:`` line and returns 2, as argparse's own usage
-    errors do; ``exit_codes`` maps further exceptions (a failed stage) to one line and a code.
-    Ctrl-C prints one line and returns 130 (:func:`_run_interruptible`). Anything else keeps its
+    Every :class:`OneLineError` prints one ``error:`` line and returns its exit code: 2 for a
+    :class:`UserError` (a bad option value or combination from ``to_config``, the input, the
+    output, the tokenizer), as for argparse's own usage errors; 1 for a failed stage. Ctrl-C
+    prints one line and returns 130 (:func:`_run_interruptible`). Anything else keeps its
     traceback: it is a bug or an infrastructure failure.
     """
     parser.prog = _PROG.get() or parser.prog
     parser.formatter_class = HelpFormatter
     args = parser.parse_args(argv)
     configure_logging(log_config(args))
-    codes = {UserError: UserError.exit_code, **(exit_codes or {})}
     try:
         result = _run_interruptible(run, to_config(args))
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return INTERRUPTED_EXIT
-    except tuple(codes) as err:
+    except OneLineError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
-        return next(code for kind, code in codes.items() if isinstance(err, kind))
+        return err.exit_code
     print(report(result))
     return 0

@@ -136,6 +136,11 @@ class LogConfig:
     level: str = "INFO"
     quiet: bool = False  # warnings and errors only
 
+    @property
+    def progress(self) -> bool:
+        """Whether progress (INFO) lines are shown."""
+        return not self.quiet and self.level in ("DEBUG", "INFO")
+
 
 @dataclass(frozen=True)
 class DedupConfig:
@@ -323,6 +328,7 @@ class PrepareConfig:
     stages: tuple[str, ...] = PREPARE_STAGES
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
+    progress_bar: bool = False  # Spark's console progress bar, when the run starts Spark itself
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(PREPARE_STAGES)

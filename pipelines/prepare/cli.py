@@ -13,7 +13,7 @@ import argparse
 
 from pipelines.cli import JobParser, add_spark_arguments, dedup_config, dedup_parser, spark_config
 from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
-from pipelines.logs import add_logging_arguments
+from pipelines.logs import add_logging_arguments, log_config
 from pipelines.pack.cli import pack_config, pack_parser
 
 RENAMED = {"--seed": "--pack-seed"}
@@ -62,7 +62,7 @@ def prepare_config(args: argparse.Namespace) -> PrepareConfig:
     pack = pack_config(argparse.Namespace(**{**values, "input": stage_dir(output, "dedup"), "input_format": "auto",
                                              "output": stage_dir(output, "pack"), "pack__overwrite": True}))
     return PrepareConfig(output=output, dedup=dedup, pack=pack, stages=args.stages, force=args.force,
-                         spark=spark_config(args, "corpus-prep"))
+                         spark=spark_config(args, "corpus-prep"), progress_bar=log_config(args).progress)
 
 
 def report_parser() -> argparse.ArgumentParser:
