@@ -1,6 +1,6 @@
 """Typed configuration for the jobs: the one place where every default lives.
 
-The command-line parsers (``pipelines/cli.py``) take their defaults from these dataclasses, so
+The command-line parsers (``pipelines/*/cli.py``) take their defaults from these dataclasses, so
 a default changed here is changed everywhere (CLI help, tests, benchmarks, submissions).
 """
 
