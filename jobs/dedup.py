@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.cli import dedup_config, dedup_parser, run_job  # noqa: E402
+from pipelines.cli import run_job  # noqa: E402
+from pipelines.dedup.cli import dedup_config, dedup_parser  # noqa: E402
 from pipelines.dedup.pipeline import run_dedup  # noqa: E402
 
 SUMMARY = ("input_records", "documents", "rejected", "empty", "exact_duplicates", "near_duplicates", "kept",

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from pathlib import Path
 
@@ -18,20 +16,12 @@ except ImportError:
 
 from pipelines.cli import run_job  # noqa: E402
 from pipelines.prepare.cli import prepare_config, prepare_parser  # noqa: E402
-from pipelines.prepare.pipeline import StageFailed, run_prepare  # noqa: E402
+from pipelines.prepare.pipeline import run_prepare  # noqa: E402
 from pipelines.report.console import summary  # noqa: E402
-from pipelines.spark_session import under_spark_submit  # noqa: E402
-
-
-def prepare(cfg):
-    quiet = not logging.getLogger("corpus_prep").isEnabledFor(logging.INFO)  # --quiet
-    if not under_spark_submit() and not quiet:  # Spark started here: its progress bar (spark-submit: --conf)
-        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.showConsoleProgress=true pyspark-shell")
-    return run_prepare(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, prepare_parser(), prepare_config, prepare, summary, {StageFailed: 1})
+    return run_job(argv, prepare_parser(), prepare_config, run_prepare, summary)
 
 
 if __name__ == "__main__":

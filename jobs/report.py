@@ -18,7 +18,7 @@ from pipelines.report.console import summary  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, report_parser(), report_config, run_report, summary, {})
+    return run_job(argv, report_parser(), report_config, run_report, summary)
 
 
 if __name__ == "__main__":

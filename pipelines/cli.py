@@ -1,4 +1,8 @@
-"""Command-line parsing for the jobs; defaults come from ``pipelines.config``."""
+"""What the command lines of all jobs share: the parser, the corpus and Spark options, the job body.
+
+Each job's own options live beside it (``pipelines.dedup.cli``, ``pipelines.pack.cli``,
+``pipelines.prepare.cli``); every default comes from ``pipelines.config``.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
-                              SparkConfig, VerifyMode)
-from pipelines.errors import UserError, one_line
-from pipelines.logs import add_logging_arguments, configure_logging, log_config
+from pipelines.config import InputConfig, SparkConfig
+from pipelines.errors import OneLineError, one_line
+from pipelines.logs import configure_logging, log_config
 
 # The name a job's usage line shows: ``jobs/dedup.py`` run directly, ``corpus-prep dedup`` as a subcommand.
 _PROG: ContextVar[str | None] = ContextVar("corpus_prep_prog", default=None)
@@ -74,76 +77,15 @@ def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
                         help="driver memory when the job starts local Spark itself")
 
 
-def input_config(args: argparse.Namespace) -> InputConfig:
-    return InputConfig(path=args.input, text_column=args.text_column, id_column=args.id_column,
+def input_config(args: argparse.Namespace, id_column: bool = True) -> InputConfig:
+    """The options of :func:`add_input_arguments` (given the same ``id_column``) as an ``InputConfig``."""
+    return InputConfig(path=args.input, text_column=args.text_column, id_column=args.id_column if id_column else None,
                        input_format=args.input_format)
 
 
 def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
     return SparkConfig(master=args.master, shuffle_partitions=args.shuffle_partitions,
                        driver_memory=args.driver_memory, app_name=app_name)
-
-
-def dedup_parser() -> argparse.ArgumentParser:
-    mh, lsh, dd = MinHashConfig(), LshConfig(), DedupConfig
-    p = JobParser(
-        prog="jobs/dedup.py",
-        description="Remove exact and near-duplicate documents (MinHash LSH, verified edges, "
-                    "connected components); writes data/, duplicates/, rejected/, stats.json.")
-    add_input_arguments(p)
-    p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    p.add_argument("--ngram", type=int, default=mh.ngram, help="shingle size in words (or characters)")
-    p.add_argument("--char-ngrams", action="store_true", help="shingle characters instead of words")
-    p.add_argument("--num-perm", type=int, default=mh.num_perm, help="MinHash permutations")
-    p.add_argument("--seed", type=int, default=mh.seed, help="seed of the permutation draw")
-    p.add_argument("--threshold", type=float, default=lsh.threshold, help="Jaccard similarity threshold")
-    p.add_argument("--bands", type=int, default=None, help="LSH bands (with --rows; default: optimal)")
-    p.add_argument("--rows", type=int, default=None, help="rows per band (with --bands)")
-    p.add_argument("--verify", default=lsh.verify.value, choices=[m.value for m in VerifyMode],
-                   help="exact: exact Jaccard decides wherever the signature estimate is within "
-                        f"{lsh.uncertain_within_se:g} standard errors of the threshold (default); estimate: the "
-                        "signature estimate alone; off: every LSH candidate is a duplicate edge")
-    p.add_argument("--no-verify", dest="verify", action="store_const", const=VerifyMode.OFF.value,
-                   help="same as --verify off")
-    p.add_argument("--uncertain-within-se", type=float, default=lsh.uncertain_within_se,
-                   help="under --verify exact, estimates this many standard errors or closer to the "
-                        "threshold get their exact Jaccard")
-    p.add_argument("--all-pairs-bucket", type=int, default=lsh.all_pairs_bucket,
-                   help="LSH buckets of up to this many documents are compared pair by pair")
-    p.add_argument("--bucket-neighbours", type=int, default=lsh.bucket_neighbours,
-                   help="in larger buckets, each document is compared with this many random members per band")
-    p.add_argument("--keep", default=KeepPolicy.SMALLEST_ID.value,
-                   choices=[KeepPolicy.SMALLEST_ID.value, KeepPolicy.LONGEST.value],
-                   help="survivor of each cluster")
-    p.add_argument("--keep-priority", metavar="COLUMN", default=None,
-                   help="keep the member with the highest value of COLUMN (ties: smallest id)")
-    p.add_argument("--hub-degree", type=int, default=dd.hub_degree,
-                   help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
-    p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
-                   help="clusters of this many documents are listed in stats.json (giant_clusters)")
-    add_spark_arguments(p)
-    add_logging_arguments(p)
-    return p
-
-
-def dedup_config(args: argparse.Namespace) -> DedupConfig:
-    keep = KeepPolicy.PRIORITY if args.keep_priority else KeepPolicy(args.keep)
-    return DedupConfig(
-        input=input_config(args),
-        output=args.output,
-        overwrite=args.overwrite,
-        minhash=MinHashConfig(ngram=args.ngram, char_ngrams=args.char_ngrams, num_perm=args.num_perm,
-                              seed=args.seed),
-        lsh=LshConfig(threshold=args.threshold, bands=args.bands, rows=args.rows, verify=VerifyMode(args.verify),
-                      uncertain_within_se=args.uncertain_within_se, all_pairs_bucket=args.all_pairs_bucket,
-                      bucket_neighbours=args.bucket_neighbours),
-        keep=keep,
-        keep_priority_column=args.keep_priority,
-        hub_degree=args.hub_degree,
-        giant_cluster_size=args.giant_cluster_size,
-        spark=spark_config(args, "corpus-prep-dedup"),
-    )
 
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
@@ -225,27 +167,26 @@ def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
 
 def run_job(argv: list[str] | None, parser: argparse.ArgumentParser,
             to_config: Callable[[argparse.Namespace], object], run: Callable[[object], object],
-            report: Callable[[object], str], exit_codes: dict[type[BaseException], int] | None = None) -> int:
+            report: Callable[[object], str]) -> int:
     """The body every ``jobs/*.py`` shares: parse, build the config, run, print the result.
 
-    Every :class:`UserError` (a bad option value or combination from ``to_config``, the input,
-    the output, the tokenizer) prints one ``error:`` line and returns 2, as argparse's own usage
-    errors do; ``exit_codes`` maps further exceptions (a failed stage) to one line and a code.
-    Ctrl-C prints one line and returns 130 (:func:`_run_interruptible`). Anything else keeps its
+    Every :class:`OneLineError` prints one ``error:`` line and returns its exit code: 2 for a
+    :class:`UserError` (a bad option value or combination from ``to_config``, the input, the
+    output, the tokenizer), as for argparse's own usage errors; 1 for a failed stage. Ctrl-C
+    prints one line and returns 130 (:func:`_run_interruptible`). Anything else keeps its
     traceback: it is a bug or an infrastructure failure.
     """
     parser.prog = _PROG.get() or parser.prog
     parser.formatter_class = HelpFormatter
     args = parser.parse_args(argv)
     configure_logging(log_config(args))
-    codes = {UserError: UserError.exit_code, **(exit_codes or {})}
     try:
         result = _run_interruptible(run, to_config(args))
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return INTERRUPTED_EXIT
-    except tuple(codes) as err:
+    except OneLineError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
-        return next(code for kind, code in codes.items() if isinstance(err, kind))
+        return err.exit_code
     print(report(result))
     return 0

@@ -1,6 +1,6 @@
 """Typed configuration for the jobs: the one place where every default lives.
 
-The command-line parsers (``pipelines/cli.py``) take their defaults from these dataclasses, so
+The command-line parsers (``pipelines/*/cli.py``) take their defaults from these dataclasses, so
 a default changed here is changed everywhere (CLI help, tests, benchmarks, submissions).
 """
 
@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from pipelines.errors import UsageError
+from pipelines.errors import UsageError, alternatives
 
 
 class KeepPolicy(str, Enum):
@@ -136,6 +136,11 @@ class LogConfig:
     level: str = "INFO"
     quiet: bool = False  # warnings and errors only
 
+    @property
+    def progress(self) -> bool:
+        """Whether progress (INFO) lines are shown."""
+        return not self.quiet and self.level in ("DEBUG", "INFO")
+
 
 @dataclass(frozen=True)
 class DedupConfig:
@@ -187,6 +192,19 @@ class DedupConfig:
 # ---------------------------------------------------------------------------------------
 # Tokenize and pack (jobs/pack.py)
 
+TOKENIZER_MODELS = ("byte-bpe", "wordpiece")  # what --train-tokenizer trains
+FEATURE_SCHEMES = ("default", "seqio", "maxtext")  # column names of the packed rows (schemas.packed.FEATURE_NAMES)
+FORMATS = ("parquet", "tfrecord")  # the packed rows, identical in either (the runtime reads both)
+MEGATRON = "megatron"  # the documents unpacked, as Megatron-LM indexed datasets
+MAX_SEQ_LEN = 65535  # positions and segment ids are stored as uint16
+
+
+class PackingMethod(str, Enum):
+    """How document pieces fill the rows (``udfs.packing``)."""
+
+    BEST_FIT = "best-fit"  # best-fit decreasing: longest piece first, into the fullest row it fits
+    GREEDY = "greedy"  # next-fit: pad the open row when the next piece does not fit
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:
@@ -206,7 +224,7 @@ class TokenizerConfig:
 
     path: str | None = None
     train: bool = False
-    model: str = "byte-bpe"  # byte-bpe | wordpiece: what --train-tokenizer trains
+    model: str = "byte-bpe"  # one of TOKENIZER_MODELS
     vocab_size: int = 32000
     min_frequency: int = 2
     train_sample_bytes: int = 512 * 2**20
@@ -234,9 +252,9 @@ class PackConfig:
     seq_len: int = 2048
     overwrite: bool = False
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    packing: str = "best-fit"  # best-fit | greedy
-    formats: tuple[str, ...] = ("parquet", "tfrecord")  # and/or megatron (documents unpacked, .bin/.idx)
-    feature_names: str = "default"  # default | seqio | maxtext: the column names trainers read
+    packing: PackingMethod = PackingMethod.BEST_FIT  # the value ("greedy") is accepted too
+    formats: tuple[str, ...] = FORMATS  # and/or MEGATRON (documents unpacked, .bin/.idx)
+    feature_names: str = "default"  # one of FEATURE_SCHEMES: the column names trainers read
     source_column: str | None = None  # per-source token counts by this column (default: the input file)
     target_shard_bytes: int = 64 * 2**20  # uncompressed row payload per shard
     num_shards: int | None = None  # fixed number of shards instead of the size target
@@ -248,14 +266,14 @@ class PackConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
 
     def __post_init__(self) -> None:
-        if not 2 <= self.seq_len <= 65535:
-            raise UsageError("--seq-len must be in [2, 65535] (positions are stored as uint16)")
+        if not 2 <= self.seq_len <= MAX_SEQ_LEN:
+            raise UsageError(f"--seq-len must be in [2, {MAX_SEQ_LEN}] (positions are stored as uint16)")
         if (self.tokenizer.path is None) == (not self.tokenizer.train):
             raise UsageError("give exactly one of --tokenizer PATH and --train-tokenizer")
         if self.tokenizer.train and self.tokenizer.vocab_size < 300:
             raise UsageError("--vocab-size must be at least 300 (256 bytes + special tokens + merges)")
-        if self.tokenizer.model not in ("byte-bpe", "wordpiece"):
-            raise UsageError("--tokenizer-model must be byte-bpe or wordpiece")
+        if self.tokenizer.model not in TOKENIZER_MODELS:
+            raise UsageError(f"--tokenizer-model must be {alternatives(TOKENIZER_MODELS)}")
         if self.tokenizer.path and self.tokenizer.model != TokenizerConfig.model:
             raise UsageError("--tokenizer-model chooses what --train-tokenizer trains; a given --tokenizer is used as is")
         if self.tokenizer.mask_token is not None and self.tokenizer.bos_token is None:
@@ -264,12 +282,14 @@ class PackConfig:
         reserved = self.tokenizer.special_tokens
         if self.tokenizer.train and len(set(reserved)) != len(reserved):
             raise UsageError(f"special tokens must differ to train a tokenizer: {reserved}")
-        if self.packing not in ("best-fit", "greedy"):
-            raise UsageError("--packing must be best-fit or greedy")
-        if not self.formats or set(self.formats) - {"parquet", "tfrecord", "megatron"}:
-            raise UsageError("--formats must be a non-empty subset of parquet,tfrecord,megatron")
-        if self.feature_names not in ("default", "seqio", "maxtext"):
-            raise UsageError("--feature-names must be default, seqio or maxtext")
+        methods = [m.value for m in PackingMethod]
+        if self.packing not in methods:
+            raise UsageError(f"--packing must be {alternatives(methods)}")
+        object.__setattr__(self, "packing", PackingMethod(self.packing))
+        if not self.formats or set(self.formats) - {*FORMATS, MEGATRON}:
+            raise UsageError(f"--formats must be a non-empty subset of {','.join((*FORMATS, MEGATRON))}")
+        if self.feature_names not in FEATURE_SCHEMES:
+            raise UsageError(f"--feature-names must be {alternatives(FEATURE_SCHEMES)}")
         if self.num_shards is not None and self.num_shards < 1:
             raise UsageError("--num-shards must be at least 1")
         if self.target_shard_bytes < 1:
@@ -317,6 +337,7 @@ class PrepareConfig:
     stages: tuple[str, ...] = PREPARE_STAGES
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
+    progress_bar: bool = False  # Spark's console progress bar, when the run starts Spark itself
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(PREPARE_STAGES)

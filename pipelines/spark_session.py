@@ -28,8 +28,13 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def get_spark(cfg: SparkConfig) -> SparkSession:
+def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
+    """``progress_bar``: Spark's console progress bar when Spark starts here (under ``spark-submit``,
+    ``--conf spark.ui.showConsoleProgress=true``); the launch arguments of ``PYSPARK_SUBMIT_ARGS``
+    carry it, so a value the user set there wins."""
     submitted = under_spark_submit()
+    if progress_bar and not submitted:
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.showConsoleProgress=true pyspark-shell")
     builder = SparkSession.builder.appName(cfg.app_name)
     master = cfg.master or (None if submitted else "local[*]")
     if master:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.config import FORMATS
+from pipelines.errors import alternatives
+
 
 @dataclass(frozen=True)
 class LoaderConfig:
     """How packed rows are read, shuffled and batched (per rank)."""
 
-    shard_format: str = "parquet"  # parquet | tfrecord: the two carry identical rows
+    shard_format: str = "parquet"  # one of the pack job's FORMATS: they carry identical rows
     batch_size: int = 8  # packed rows per micro-batch on each rank
     shuffle_seed: int = 0
     shuffle: bool = True
@@ -25,8 +28,8 @@ class LoaderConfig:
     verify_checksums: bool = True  # sha256 of every shard is checked when it is first read
 
     def __post_init__(self) -> None:
-        if self.shard_format not in ("parquet", "tfrecord"):
-            raise ValueError("--shard-format must be parquet or tfrecord")
+        if self.shard_format not in FORMATS:
+            raise ValueError(f"--shard-format must be {alternatives(FORMATS)}")
         if self.batch_size < 1 or self.shuffle_shards < 1 or self.num_workers < 0:
             raise ValueError("--batch-size and --shuffle-shards must be >= 1, --num-workers >= 0")
 

@@ -32,14 +32,14 @@ import pyarrow as pa
 from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, LongType, StringType,
                                StructField, StructType)
 
+from pipelines.config import FORMATS, MAX_SEQ_LEN, MEGATRON, PackingMethod
+from pipelines.errors import alternatives
 from pipelines.io import uri
 
 FORMAT_VERSION = 2  # 2: doc_ids in every row, feature names, Megatron indexed datasets
 FEATURES = ("input_ids", "segment_ids", "positions")  # the fields every packed row carries
 DOC_IDS = "doc_ids"
 DOCUMENTS_DIR = "documents"
-FORMATS = ("parquet", "tfrecord")  # packed rows
-MEGATRON = "megatron"  # documents, unpacked
 SHARD_SUFFIX = {"parquet": ".parquet", "tfrecord": ".tfrecord", MEGATRON: ".bin"}
 # column -> field, in column order. MaxText's targets_* are derived (``udfs.packing.next_token_targets``).
 FEATURE_NAMES = {
@@ -50,7 +50,6 @@ FEATURE_NAMES = {
                 "targets_position": "positions"},
 }
 TOKEN_FIELDS = ("input_ids", "target_ids")  # in the token dtype; every other field is uint16
-MAX_SEQ_LEN = 65535  # positions and segment ids are uint16
 UINT16_VOCAB = 65536
 
 
@@ -188,8 +187,9 @@ def validate_manifest(manifest: Any) -> dict:
         value = manifest.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab):
             problems.append(f"{key} {value!r} must be null or an id in the vocabulary")
-    if manifest["packing"] not in ("best-fit", "greedy"):
-        problems.append(f"packing {manifest['packing']!r} is not best-fit or greedy")
+    methods = [m.value for m in PackingMethod]
+    if manifest["packing"] not in methods:
+        problems.append(f"packing {manifest['packing']!r} is not {alternatives(methods)}")
     if len(manifest["tokenizer_sha256"]) != 64:
         problems.append("tokenizer_sha256 is not a hex sha256")
     shards = manifest["shards"]

@@ -9,9 +9,12 @@ import zipfile
 
 import pytest
 
-from pipelines.cli import HelpFormatter, dedup_parser
-from pipelines.pack.cli import pack_parser
-from pipelines.prepare.cli import prepare_parser, report_parser
+from pipelines.cli import HelpFormatter, run_job
+from pipelines.dedup.cli import dedup_config, dedup_parser
+from pipelines.errors import InputError
+from pipelines.pack.cli import pack_config, pack_parser
+from pipelines.prepare.cli import prepare_config, prepare_parser, report_config, report_parser
+from pipelines.prepare.pipeline import StageFailed
 from tests.conftest import ROOT
 
 PARSERS = {"dedup": dedup_parser, "pack": pack_parser, "prepare": prepare_parser, "report": report_parser}
@@ -60,6 +63,37 @@ def test_help_shows_defaults_and_what_flags_switch(name):
             assert "(default" not in shown, (name, action.option_strings)
         elif action.default is not None:
             assert "default" in shown.lower(), (name, action.option_strings, shown)
+
+
+def test_prepare_takes_every_option_of_dedup_and_pack_with_the_same_meaning():
+    def flags(parser):
+        return {flag for action in parser._actions for flag in action.option_strings}
+
+    assert flags(prepare_parser()) == ((flags(dedup_parser()) | flags(pack_parser()) | {"--stages", "--force",
+                                                                                         "--pack-seed"})
+                                       - {"--overwrite"})
+    dedup = ["--input", "in", "--text-column", "body", "--keep", "longest", "--seed", "5", "--no-verify",
+             "--master", "local[2]"]
+    pack = ["--packing", "greedy", "--formats", "tfrecord", "--train-tokenizer", "--vocab-size", "400",
+            "--no-shuffle-rows", "--target-shard-bytes", "1M"]
+    cfg = prepare_config(prepare_parser().parse_args(["--output", "run/", *dedup, *pack, "--pack-seed", "7"]))
+    assert cfg.dedup == dedup_config(dedup_parser().parse_args([*dedup, "--output", "run/dedup", "--overwrite"]))
+    assert cfg.pack == pack_config(pack_parser().parse_args(["--input", "run/dedup", "--text-column", "body",
+                                                             "--output", "run/pack", "--overwrite", "--master",
+                                                             "local[2]", *pack, "--seed", "7"]))
+
+
+@pytest.mark.parametrize("error,line,code", [
+    (StageFailed("pack", RuntimeError("Py4JJavaError\n  at ...\nNo space left on device")),
+     "error: stage pack failed: No space left on device", 1),
+    (InputError("no files match 'in/*.parquet'"), "error: no files match 'in/*.parquet'", 2),
+])
+def test_job_errors_end_with_one_line_and_their_exit_status(error, line, code, capsys):
+    def run(cfg):
+        raise error
+
+    assert run_job(["--output", "run"], report_parser(), report_config, run, str) == code
+    assert capsys.readouterr().err.splitlines() == [line]
 
 
 def test_jobs_usage_keeps_the_script_name(capsys):

@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from pipelines.config import PackingMethod
 from pipelines.pack.shards import ShardSpec, parquet_bytes, tfrecord_bytes
 from schemas.packed import FEATURE_NAMES, ManifestError, shard_schema, validate_manifest
 from udfs import megatron
-from udfs.packing import (BEST_FIT, GREEDY, best_fit_decreasing, next_fit, next_token_targets, pack, permute_rows,
-                          split_pieces, unpack_segments)
+from udfs.packing import (best_fit_decreasing, next_fit, next_token_targets, pack, permute_rows, split_pieces,
+                          unpack_segments)
 from udfs.tfrecord import decode_example
 from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, build_streams, tokenize_batch
 
@@ -40,7 +41,7 @@ def _pieces_oracle(tokens, lengths, seq_len):
     return sorted(out)
 
 
-@pytest.mark.parametrize("method", [BEST_FIT, GREEDY])
+@pytest.mark.parametrize("method", [PackingMethod.BEST_FIT, PackingMethod.GREEDY])
 @pytest.mark.parametrize("seq_len", [7, 64, 512])
 def test_pack_round_trip_and_row_invariants(method, seq_len):
     tokens, lengths = _docs(seq_len, 400, seq_len)
@@ -64,8 +65,8 @@ def test_pack_round_trip_and_row_invariants(method, seq_len):
 
 def test_best_fit_fills_better_than_greedy():
     tokens, lengths = _docs(3, 5000, 2048)
-    bfd = pack(tokens, lengths, 2048, 0, BEST_FIT)
-    greedy = pack(tokens, lengths, 2048, 0, GREEDY)
+    bfd = pack(tokens, lengths, 2048, 0, PackingMethod.BEST_FIT)
+    greedy = pack(tokens, lengths, 2048, 0, PackingMethod.GREEDY)
     fill = lambda r: r.tokens / (r.rows * 2048)  # noqa: E731
     assert fill(bfd) > 0.99
     assert fill(bfd) > fill(greedy) + 0.03
@@ -183,7 +184,7 @@ def test_tokenizer_post_processor_cannot_add_a_second_bos(word_tokenizer):
 
 
 def _spec(dtype: str) -> ShardSpec:
-    return ShardSpec(staging="", seq_len=16, pad_id=0, token_dtype=dtype, method=BEST_FIT,
+    return ShardSpec(staging="", seq_len=16, pad_id=0, token_dtype=dtype, method=PackingMethod.BEST_FIT,
                      formats=("parquet", "tfrecord"), shuffle_rows=True, seed=0, compression="zstd",
                      row_group_rows=4)
 
@@ -195,7 +196,7 @@ def test_parquet_and_tfrecord_hold_the_same_rows(dtype, high):
     tokens = rng.integers(0, high, int(lengths.sum())).astype(np.int32)
     tokens[0] = high
     np_dtype = np.uint16 if dtype == "uint16" else np.int32
-    rows = pack(tokens, lengths, 16, 0, BEST_FIT, np_dtype)
+    rows = pack(tokens, lengths, 16, 0, PackingMethod.BEST_FIT, np_dtype)
     doc_ids = rows.segment_values(np.arange(len(lengths), dtype=np.int64) * 7 - 50)
     table = pq.read_table(io.BytesIO(parquet_bytes(rows, _spec(dtype), doc_ids)))
     assert table.schema.equals(shard_schema(dtype))
@@ -259,7 +260,7 @@ def test_manifest_validator_rejects(breakage, needle):
 # Provenance, feature names, Megatron files
 
 
-@pytest.mark.parametrize("method", [BEST_FIT, GREEDY])
+@pytest.mark.parametrize("method", [PackingMethod.BEST_FIT, PackingMethod.GREEDY])
 def test_every_segment_names_its_document_also_after_shuffling(method):
     tokens, lengths = _docs(11, 300, 64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -282,7 +283,7 @@ def test_every_segment_names_its_document_also_after_shuffling(method):
 
 
 def test_next_token_targets_against_a_plain_loop():
-    rows = pack(*_docs(4, 120, 32), 32, 0, BEST_FIT, np.int32)
+    rows = pack(*_docs(4, 120, 32), 32, 0, PackingMethod.BEST_FIT, np.int32)
     targets, target_segments = next_token_targets(rows.input_ids, rows.segment_ids, pad_id=9)
     for r in range(rows.rows):
         ids, seg = rows.input_ids[r].tolist(), rows.segment_ids[r].tolist()
@@ -299,7 +300,7 @@ def test_next_token_targets_against_a_plain_loop():
                  "targets_position"]),
 ])
 def test_feature_names_name_the_shard_columns(scheme, columns):
-    rows = pack(*_docs(2, 50, 16), 16, 0, BEST_FIT, np.uint16)
+    rows = pack(*_docs(2, 50, 16), 16, 0, PackingMethod.BEST_FIT, np.uint16)
     spec = dataclasses.replace(_spec("uint16"), feature_names=scheme)
     table = pq.read_table(io.BytesIO(parquet_bytes(rows, spec, rows.segment_values(np.arange(50)))))
     assert table.column_names == [*columns, "doc_ids"]

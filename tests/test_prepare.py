@@ -13,7 +13,6 @@ import pytest
 from pipelines.dedup.checkpoints import run_key
 from pipelines.io.hadoop import HadoopFs
 from pipelines.pack.verify import verify_shards
-from pipelines.prepare import stages as st
 from pipelines.prepare.cli import prepare_config, prepare_parser
 from pipelines.prepare.pipeline import PrepareError, run_prepare
 from tests.conftest import train_local_tokenizer

@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-BEST_FIT = "best-fit"
-GREEDY = "greedy"
+from pipelines.config import MAX_SEQ_LEN, PackingMethod
 
 
 @dataclass
@@ -198,19 +197,19 @@ def _assemble(tokens, start, length, row, offset, segment, ids, seg_ids, positio
 
 
 def pack(tokens: np.ndarray, lengths: np.ndarray, seq_len: int, pad_id: int,
-         method: str = BEST_FIT, token_dtype=np.uint16) -> PackedRows:
+         method: PackingMethod = PackingMethod.BEST_FIT, token_dtype=np.uint16) -> PackedRows:
     """Pack documents (``tokens`` concatenated, ``lengths`` each) into full rows."""
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     if np.any(lengths <= 0):
         raise ValueError("every document must have at least one token")
     if int(lengths.sum()) != tokens.shape[0]:
         raise ValueError("lengths do not add up to the number of tokens")
-    if not 1 <= seq_len <= 65535:
-        raise ValueError("seq_len must be in [1, 65535]")
+    if not 1 <= seq_len <= MAX_SEQ_LEN:
+        raise ValueError(f"seq_len must be in [1, {MAX_SEQ_LEN}]")
     doc, start, length = split_pieces(lengths, seq_len)
-    if method == BEST_FIT:
+    if method == PackingMethod.BEST_FIT:
         row, offset, segment, n_rows = best_fit_decreasing(length, seq_len)
-    elif method == GREEDY:
+    elif method == PackingMethod.GREEDY:
         row, offset, segment, n_rows = next_fit(length, seq_len)
     else:
         raise ValueError(f"unknown packing method {method!r}")

@@ -1,17 +1,19 @@
 """Command line of ``jobs/pack.py``, generated from the ``PackConfig``/``TokenizerConfig`` dataclasses.
 
-Every option's default is read from ``pipelines.config`` (the one place defaults live); only
-help texts and the few renamed flags are written here.
+Every option's default and allowed values are read from ``pipelines.config`` (the one place
+they live, ``pipelines.options`` turns fields into options); only help texts, the few renamed
+flags and the parsers of sizes and lists are written here.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+from collections.abc import Collection, Mapping
 
-from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments
+from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments, input_config, spark_config
+from pipelines.config import FEATURE_SCHEMES, PARQUET_CODECS, TOKENIZER_MODELS, PackConfig, TokenizerConfig
 from pipelines.logs import add_logging_arguments
-from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
+from pipelines.options import add_fields, build, comma_list
 
 HELP = {
     "seq_len": "tokens per packed row",
@@ -29,7 +31,7 @@ HELP = {
     "max_doc_tokens": "cap per document (content beyond it is dropped and counted; EOS is kept)",
     "shuffle_rows": "permute rows within each shard (seeded; output stays deterministic)",
     "seed": "seed of the row permutation",
-    "parquet_compression": "Parquet codec (zstd, snappy, gzip, none)",
+    "parquet_compression": f"Parquet codec ({', '.join(PARQUET_CODECS)})",
     "parquet_row_group_rows": "rows per Parquet row group",
     "path": "local tokenizer.json to use",
     "train": "train a tokenizer (--tokenizer-model) on the corpus and store it with the output",
@@ -44,10 +46,7 @@ HELP = {
                   "the manifest records mask_id, cls_id, sep_id",
     "unk_token": "WordPiece's unknown token",
 }
-FLAGS = {("tokenizer", "path"): "--tokenizer", ("tokenizer", "train"): "--train-tokenizer",
-         ("tokenizer", "model"): "--tokenizer-model"}
-CHOICES = {"packing": ["best-fit", "greedy"], "model": ["byte-bpe", "wordpiece"],
-           "feature_names": ["default", "seqio", "maxtext"]}
+TOKENIZER_FLAGS = {"path": "--tokenizer", "train": "--train-tokenizer", "model": "--tokenizer-model"}
 SIZE_SUFFIX = {"k": 2**10, "m": 2**20, "g": 2**30}
 
 
@@ -57,39 +56,15 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1] if factor != 1 else text) * factor)
 
 
-def _formats(text: str) -> tuple[str, ...]:
-    return tuple(f.strip() for f in text.split(",") if f.strip())
-
-
-def _add_fields(parser: argparse.ArgumentParser, cls, group: str, skip: set[str]) -> None:
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flag = FLAGS.get((group, f.name), "--" + f.name.replace("_", "-"))
-        dest = f"{group}__{f.name}"
-        help_text = HELP.get(f.name, "")
-        kind = str(f.type)
-        if kind == "bool":
-            if default:
-                parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false",
-                                    help=f"do not {help_text}" if help_text else None)
-            else:
-                parser.add_argument(flag, dest=dest, action="store_true", help=help_text)
-            parser.set_defaults(**{dest: default})
-            continue
-        if f.name == "target_shard_bytes":
-            convert = parse_size
-        elif kind.startswith("tuple"):
-            convert = _formats
-        elif kind.startswith("int"):
-            convert = int
-        else:
-            convert = str
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
-        parser.add_argument(flag, dest=dest, type=convert, default=default, metavar=f.name.upper(),
-                            help=help_text if default is None else f"{help_text} (default: {shown})", **extra)
+def add_pack_arguments(pack: argparse.ArgumentParser, tokenizer: argparse.ArgumentParser,
+                       skip: Collection[str] = (), flags: Mapping[str, str] | None = None) -> None:
+    """The ``PackConfig`` settings on ``pack`` (but ``skip``, renamed by ``flags``), the ``TokenizerConfig`` ones on
+    ``tokenizer`` (parsers or argument groups); :func:`pack_config` reads them back."""
+    add_fields(pack, PackConfig, prefix="pack__", skip={"input", "output", "tokenizer", "spark", *skip}, flags=flags,
+               helps=HELP, converters={"target_shard_bytes": parse_size, "formats": comma_list},
+               choices={"feature_names": FEATURE_SCHEMES})
+    add_fields(tokenizer, TokenizerConfig, prefix="tokenizer__", flags=TOKENIZER_FLAGS, helps=HELP,
+               choices={"model": TOKENIZER_MODELS})
 
 
 def pack_parser() -> argparse.ArgumentParser:
@@ -100,8 +75,7 @@ def pack_parser() -> argparse.ArgumentParser:
     add_input_arguments(p, id_column=False,
                         input_help="corpus (Parquet/JSON Lines/HF save_to_disk) or a dedup output directory")
     p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
-    _add_fields(p, PackConfig, "pack", skip={"input", "output", "tokenizer", "spark"})
-    _add_fields(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", skip=set())
+    add_pack_arguments(p, p.add_argument_group("tokenizer"))
     add_spark_arguments(p.add_argument_group("spark"))
     add_logging_arguments(p)
     return p
@@ -109,12 +83,6 @@ def pack_parser() -> argparse.ArgumentParser:
 
 def pack_config(args: argparse.Namespace) -> PackConfig:
     values = vars(args)
-    pack = {k.split("__", 1)[1]: v for k, v in values.items() if k.startswith("pack__")}
-    tok = {k.split("__", 1)[1]: v for k, v in values.items() if k.startswith("tokenizer__")}
-    return PackConfig(
-        input=InputConfig(path=args.input, text_column=args.text_column, input_format=args.input_format),
-        output=args.output,
-        tokenizer=TokenizerConfig(**tok),
-        spark=SparkConfig(master=args.master, shuffle_partitions=args.shuffle_partitions,
-                          driver_memory=args.driver_memory, app_name="corpus-prep-pack"),
-        **pack)
+    return build(PackConfig, values, "pack__", input=input_config(args, id_column=False), output=args.output,
+                 tokenizer=build(TokenizerConfig, values, "tokenizer__"),
+                 spark=spark_config(args, "corpus-prep-pack"))

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.config import PackingMethod
 from pipelines.io import uri
 from schemas.packed import (DOC_IDS, FEATURE_NAMES, FORMATS, MEGATRON, SHARD_SUMMARY, megatron_index_file,
                             shard_file, shard_schema)
@@ -39,7 +40,7 @@ class ShardSpec:
     seq_len: int
     pad_id: int
     token_dtype: str
-    method: str
+    method: PackingMethod
     formats: tuple[str, ...]
     shuffle_rows: bool
     seed: int

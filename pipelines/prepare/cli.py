@@ -1,39 +1,26 @@
 """Command line of ``jobs/prepare.py``: its own options plus every option of ``jobs/dedup.py`` and ``jobs/pack.py``.
 
-The stage parsers are the source of truth (``pipelines.cli``, ``pipelines.pack.cli``); their
-actions are adopted here, so a new dedup or pack option appears in ``prepare.py`` by itself.
-Options both share (input, Spark settings) appear once; ``--output`` and ``--overwrite`` are
-replaced by the run's layout (``OUTPUT/dedup``, ``OUTPUT/pack``); the pack job's ``--seed``
-(row shuffling) becomes ``--pack-seed`` because ``--seed`` is the MinHash seed.
+The stage jobs' option functions are the source of truth (``pipelines.dedup.cli``,
+``pipelines.pack.cli``), so a new dedup or pack option appears in ``prepare.py`` by itself.
+Options both share (input, Spark settings, logging) appear once, with dedup's; ``--output`` and
+``--overwrite`` are replaced by the run's layout (``OUTPUT/dedup``, ``OUTPUT/pack``); the pack
+job's ``--seed`` (row shuffling) becomes ``--pack-seed`` because ``--seed`` is the MinHash seed.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from pipelines.cli import JobParser, add_spark_arguments, dedup_config, dedup_parser, spark_config
+from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments, spark_config
 from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
-from pipelines.logs import add_logging_arguments
-from pipelines.pack.cli import pack_config, pack_parser
-
-RENAMED = {"--seed": "--pack-seed"}
-OWN = ("--output", "--overwrite")
-
-
-def _adopt(parser: argparse.ArgumentParser, group, source: argparse.ArgumentParser, rename: dict) -> None:
-    for action in source._actions:
-        if isinstance(action, argparse._HelpAction) or set(action.option_strings) & set(OWN):
-            continue
-        taken = [o for o in action.option_strings if o in parser._option_string_actions]
-        if taken and all(o in rename for o in taken):
-            action.option_strings = [rename.get(o, o) for o in action.option_strings]
-        elif taken:
-            continue  # shared with the dedup job (input, Spark settings): the same meaning
-        group._add_action(action)
+from pipelines.dedup.cli import add_dedup_arguments, dedup_config
+from pipelines.logs import add_logging_arguments, log_config
+from pipelines.options import comma_list
+from pipelines.pack.cli import add_pack_arguments, pack_config
 
 
 def _stages(text: str) -> tuple[str, ...]:
-    chosen = {s.strip() for s in text.split(",") if s.strip()}
+    chosen = set(comma_list(text))
     unknown = chosen - set(PREPARE_STAGES)
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(f"choose from {','.join(PREPARE_STAGES)} (got {text!r})")
@@ -50,8 +37,13 @@ def prepare_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=_stages, default=PREPARE_STAGES,
                    help=f"comma-separated subset of {','.join(PREPARE_STAGES)} (default: all)")
     p.add_argument("--force", action="store_true", help="rerun the chosen stages even if their output verifies")
-    _adopt(p, p.add_argument_group("dedup (as jobs/dedup.py)"), dedup_parser(), {})
-    _adopt(p, p.add_argument_group("tokenize and pack (as jobs/pack.py)"), pack_parser(), RENAMED)
+    dedup = p.add_argument_group("dedup (as jobs/dedup.py)")
+    add_input_arguments(dedup)
+    add_dedup_arguments(dedup)
+    add_spark_arguments(dedup)
+    add_logging_arguments(dedup)
+    pack = p.add_argument_group("tokenize and pack (as jobs/pack.py)")
+    add_pack_arguments(pack, pack, skip={"overwrite"}, flags={"seed": "--pack-seed"})
     return p
 
 
@@ -62,7 +54,7 @@ def prepare_config(args: argparse.Namespace) -> PrepareConfig:
     pack = pack_config(argparse.Namespace(**{**values, "input": stage_dir(output, "dedup"), "input_format": "auto",
                                              "output": stage_dir(output, "pack"), "pack__overwrite": True}))
     return PrepareConfig(output=output, dedup=dedup, pack=pack, stages=args.stages, force=args.force,
-                         spark=spark_config(args, "corpus-prep"))
+                         spark=spark_config(args, "corpus-prep"), progress_bar=log_config(args).progress)
 
 
 def report_parser() -> argparse.ArgumentParser:

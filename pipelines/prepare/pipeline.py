@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pipelines.config import PrepareConfig, ReportConfig, stage_dir
 from pipelines.dedup.checkpoints import run_key
 from pipelines.dedup.pipeline import run_dedup
-from pipelines.errors import UserError
+from pipelines.errors import OneLineError, UserError
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.pack.pipeline import run_pack
@@ -35,8 +35,8 @@ class PrepareError(UserError, RuntimeError):
     """The requested stages cannot run as asked (e.g. pack without a usable dedup output)."""
 
 
-class StageFailed(RuntimeError):
-    """A stage's Spark job failed; the message carries the root cause, not the worker traceback."""
+class StageFailed(OneLineError, RuntimeError):
+    """A stage's Spark job failed (exit 1); the message carries the root cause, not the worker traceback."""
 
     def __init__(self, stage: str, cause: BaseException) -> None:
         lines = [line for line in str(cause).splitlines() if line.strip()]
@@ -67,7 +67,7 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     check_paths(cfg.dedup.input.path, cfg.output, overwrite=True, list_input="dedup" in cfg.stages)
     if "pack" in cfg.stages and cfg.pack.tokenizer.path:
         load_tokenizer_file(cfg.pack.tokenizer)
-    spark = spark or get_spark(cfg.spark)
+    spark = spark or get_spark(cfg.spark, progress_bar=cfg.progress_bar)
     fs = HadoopFs(spark)
     result = PrepareResult(cfg.output)
     timer = StageTimer("prepare", spark)

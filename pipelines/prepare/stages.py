@@ -18,7 +18,7 @@ import os
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import PackConfig, result_settings
+from pipelines.config import MEGATRON, PackConfig, result_settings
 from pipelines.io.hadoop import HadoopFs
 from pipelines.pack.verify import verify_shards
 from schemas.packed import ManifestError, validate_manifest
@@ -84,7 +84,7 @@ def _check_sizes(fs: HadoopFs, root: str, manifest: dict) -> None:
     """On object stores reading every shard back is costly; sizes catch missing and truncated files."""
     sizes = {os.path.relpath(f.path, root.rstrip("/")): f.size for f in fs.files(root)}
     files = [(e["file"], e["bytes"]) for entries in manifest["shards"].values() for e in entries]
-    files += [(e[name], e[size]) for e in manifest.get("megatron", {}).get("files", [])
+    files += [(e[name], e[size]) for e in manifest.get(MEGATRON, {}).get("files", [])
               for name, size in (("file", "bytes"), ("idx_file", "idx_bytes"))]
     for name, expected in files:
         if sizes.get(name) != expected:
