@@ -3,7 +3,7 @@
 #   scripts/setup.sh            core pipeline + test tools
 #   scripts/setup.sh --runtime  also the training/inference runtime (CPU build of torch) and megatron-core
 #   scripts/setup.sh --airflow  only .venv-airflow: Airflow 3 with the providers the DAGs use, and the project
-#                               without its Spark dependencies (as a Composer environment has it), for tests/test_dag.py
+#                               without its Spark dependencies (as a Composer environment has it), for tests/dags/test_dag.py
 #   scripts/setup.sh --xla      only .venv-xla: the runtime on PyTorch/XLA (torch-xla pins its own torch, so it
 #                               never shares .venv); about 8 minutes
 set -euo pipefail

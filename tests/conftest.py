@@ -50,6 +50,17 @@ def samples_dir():
     return os.path.join(ROOT, "samples")
 
 
+def random_documents(seed: int, n: int, max_len: int):
+    """``(tokens, lengths)``: ``n`` documents of heavy-tailed lengths (up to ``5 * max_len``), random ids."""
+    import numpy as np  # imported here: the DAG tests' environment has no numpy
+
+    rng = np.random.default_rng(seed)
+    lengths = np.maximum(1, (rng.pareto(1.1, n) * max_len / 8).astype(np.int64))
+    lengths = np.minimum(lengths, 5 * max_len)
+    tokens = rng.integers(3, 60000, int(lengths.sum())).astype(np.int32)
+    return tokens, lengths
+
+
 def train_local_tokenizer(texts: list[str], path: str, vocab_size: int = 400,
                           special_tokens: tuple[str, ...] = ("<|pad|>", "<|endoftext|>", "<|bos|>")):
     """A small byte-level BPE trained on ``texts`` and saved at ``path``: the local tokenizer.json

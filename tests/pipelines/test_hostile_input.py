@@ -35,7 +35,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from tests.conftest import ROOT, train_local_tokenizer
-from tests.dedup_helpers import read_rows
+from tests.pipelines.dedup.dedup_helpers import read_rows
 
 JOBS = ("dedup", "pack", "prepare")
 SAMPLE = os.path.join(ROOT, "samples", "hf_public_repos_sample.parquet")

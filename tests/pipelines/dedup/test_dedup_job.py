@@ -13,7 +13,7 @@ from pipelines.config import KeepPolicy
 from pipelines.io.publish import OutputExists
 from pipelines.io.readers import InputError
 from tests.conftest import ROOT
-from tests.dedup_helpers import dedup, read_rows
+from tests.pipelines.dedup.dedup_helpers import dedup, read_rows
 
 SAMPLE = os.path.join(ROOT, "samples", "hf_public_repos_sample.parquet")
 

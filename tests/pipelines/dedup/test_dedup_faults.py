@@ -28,7 +28,7 @@ from benchmarks.synthetic_corpus import generate
 from pipelines.dedup.checkpoints import Checkpoints
 from pipelines.io.publish import OutputDir
 from tests.conftest import ROOT
-from tests.dedup_helpers import dedup, read_rows
+from tests.pipelines.dedup.dedup_helpers import dedup, read_rows
 
 JOB = os.path.join(ROOT, "jobs", "dedup.py")
 

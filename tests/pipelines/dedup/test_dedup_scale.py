@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from benchmarks.synthetic_corpus import generate
 from pipelines.dedup.components import connected_components
-from tests.dedup_helpers import dedup, read_rows
-from tests.test_components import scipy_labels
+from tests.pipelines.dedup.dedup_helpers import dedup, read_rows
+from tests.pipelines.dedup.test_components import scipy_labels
 
 
 def test_components_with_broadcast_hubs_equal_scipy(spark, tmp_path):

@@ -14,7 +14,7 @@ from pipelines.logs import configure_logging
 from pipelines.pack.pipeline import run_pack
 from pipelines.timing import StageTimer
 from tests.conftest import ROOT
-from tests.dedup_helpers import dedup
+from tests.pipelines.dedup.dedup_helpers import dedup
 
 SAMPLE = os.path.join(ROOT, "samples", "hf_public_repos_sample.parquet")
 DEDUP_STAGES = ["read", "signatures", "exact", "lsh", "verify", "components", "survivors", "write", "check",

@@ -23,7 +23,7 @@ from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
 from tests.conftest import optional_import, tfrecord_records, train_local_tokenizer
-from tests.test_pack_job import make_texts
+from tests.pipelines.pack.test_pack_job import make_texts
 from udfs.tfrecord import decode_example
 
 SEQ_LEN = 64

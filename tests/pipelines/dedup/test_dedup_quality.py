@@ -18,7 +18,7 @@ import pytest
 from benchmarks.exact_truth import true_clusters
 from benchmarks.synthetic_corpus import generate, jaccard, word_shingles
 from pipelines.config import LshConfig, VerifyMode
-from tests.dedup_helpers import dedup, read_rows
+from tests.pipelines.dedup.dedup_helpers import dedup, read_rows
 
 THRESHOLD = 0.7
 
