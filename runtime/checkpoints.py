@@ -65,21 +65,16 @@ def local_copy(path: str) -> str:
     """A local path for ``path``: itself when local, else a downloaded copy (file or directory)."""
     if not uri.is_remote(path):
         return str(path).removeprefix("file://")
-    local = tempfile.mkdtemp(prefix="runtime-fetch-")
-    if uri.is_dir(path):
-        return uri.download_dir(path, local)
     if not uri.exists(path):
         raise FileNotFoundError(f"{path!r} does not exist")
-    target = os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
-    with open(target, "wb") as fh:
-        fh.write(uri.read_bytes(path))
-    return target
+    local = tempfile.mkdtemp(prefix="runtime-fetch-")
+    target = local if uri.is_dir(path) else os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
+    return uri.download(path, target)
 
 
 def safe_load(path: str):
     """``torch.load(weights_only=True)`` of a local or remote file; pickled code is refused."""
-    with uri.open_uri(path, "rb") as fh:
-        data = fh.read()
+    data = uri.read_bytes(path)
     import io
     import pickle
 
@@ -107,13 +102,13 @@ def publish(staging: str, output: str, step: int) -> str:
     On a bucket the caller has already cleared ``checkpoint-<step>`` (ranks' RNG files are in it).
     """
     final = step_dir(output, step)
-    open(os.path.join(staging, COMPLETE), "w").close()
+    uri.write_bytes(uri.join(staging, COMPLETE), b"")
     if uri.is_remote(output):
         uri.upload_dir(staging, final, last=COMPLETE)
         shutil.rmtree(staging, ignore_errors=True)
         return final
     local = final.removeprefix("file://")
-    if os.path.exists(local):
+    if uri.exists(local):
         old = local + ".old"
         shutil.rmtree(old, ignore_errors=True)
         os.rename(local, old)

@@ -153,8 +153,8 @@ INFER_TASKS = ("fill-mask", "next-sentence", "question-answering", "text-classif
 class InferConfig:
     checkpoint: str
     task: str  # one of INFER_TASKS; the checkpoint must hold that task's head
-    input: str  # JSON lines, one object per input; fields per task in runtime.infer.TASKS
-    output: str | None = None  # JSON lines, one per input line, in order; None: stdout
+    input: str  # JSON lines (path or URI), one object per input; fields per task in runtime.infer.TASKS
+    output: str | None = None  # JSON lines (path or URI), one per input line, in order; None: stdout
     batch_size: int = 8
     top_k: int | None = None  # answers per input; None: the pipeline's default (fill-mask 5, others 1)
 

@@ -1,5 +1,7 @@
-"""Encoder tasks from a local checkpoint: ``python -m runtime.infer --checkpoint DIR --task TASK
---input FILE [--output FILE] [--batch-size N] [--top-k K]``.
+"""Encoder tasks from a checkpoint: ``python -m runtime.infer --checkpoint DIR --task TASK
+--input FILE [--output FILE] [--batch-size N] [--top-k K]``. Each of DIR, FILE is a local path or
+a URI (``gs://``, ``s3://``, ...); a remote checkpoint is fetched first, and without ``--output``
+the answers go to stdout.
 
 The input is JSON lines, one object per input, with the task's fields (``TASKS``)::
 
@@ -36,6 +38,7 @@ from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForNextSent
                           AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer,
                           PreTrainedModel, PreTrainedTokenizerBase, pipeline)
 
+from pipelines.io import uri
 from runtime.checkpoints import local_copy, resolve_model_dir
 from runtime.cli import parse_config
 from runtime.config import InferConfig
@@ -95,7 +98,7 @@ def read_inputs(path: str, task: str) -> list[dict]:
     """The input objects, checked for the task's fields (errors name the line)."""
     spec = TASKS[task]
     records = []
-    with open(path, encoding="utf-8") as fh:
+    with uri.open_text(path) as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # a training output means its newest complete checkpoint; a bucket URI is fetched first
         cfg = dataclasses.replace(cfg, checkpoint=local_copy(resolve_model_dir(cfg.checkpoint)))
         results = infer(cfg)
-        with open(cfg.output, "w", encoding="utf-8") if cfg.output else contextlib.nullcontext(sys.stdout) as out:
+        with uri.open_text(cfg.output, "w") if cfg.output else contextlib.nullcontext(sys.stdout) as out:
             for result in results:
                 out.write(json.dumps(result, default=_plain) + "\n")
     except (InferError, OSError) as err:

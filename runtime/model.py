@@ -7,9 +7,7 @@ device maps from ``from_pretrained(device_map=..., max_memory=...)`` (accelerate
 
 from __future__ import annotations
 
-import glob
 import importlib.util
-import os
 
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel,
@@ -76,8 +74,7 @@ def pick_attn_implementation(requested: str | None, device: torch.device) -> str
 
 
 def _has_weights(path: str) -> bool:
-    return os.path.isdir(path) and bool(glob.glob(os.path.join(path, "*.safetensors"))
-                                        or glob.glob(os.path.join(path, "pytorch_model*.bin")))
+    return any(uri.listdir(path, pattern) for pattern in ("*.safetensors", "pytorch_model*.bin"))
 
 
 def build_model(model_config: str, manifest: PackedManifest, attn_implementation: str,

@@ -9,6 +9,8 @@ see one API whatever the storage. Paths without a scheme are local. The driver-s
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import os
 import posixpath
 
@@ -55,6 +57,11 @@ def open_uri(uri: str, mode: str):
         return open(uri.removeprefix("file://"), mode)
     filesystem, path = resolve(uri)
     return filesystem.open_output_stream(path) if "w" in mode else filesystem.open_input_file(path)
+
+
+def open_text(uri: str, mode: str = "r") -> io.TextIOWrapper:
+    """A UTF-8 text file over ``open_uri`` (``r`` or ``w``), newlines as ``open`` treats them."""
+    return io.TextIOWrapper(open_uri(uri, mode + "b"), encoding="utf-8")
 
 
 def open_input(uri: str) -> pa.NativeFile:
@@ -105,12 +112,14 @@ def is_dir(uri: str) -> bool:
     return file_type(uri) == pafs.FileType.Directory
 
 
-def listdir(uri: str) -> list[str]:
-    """Names (not paths) directly inside directory ``uri``; empty when it does not exist."""
+def listdir(uri: str, pattern: str = "*") -> list[str]:
+    """Names (not paths) directly inside directory ``uri`` matching the shell ``pattern``; empty when
+    it does not exist."""
     filesystem, path = resolve(uri)
     if filesystem.get_file_info(path).type != pafs.FileType.Directory:
         return []
-    return sorted(info.base_name for info in filesystem.get_file_info(pafs.FileSelector(path)))
+    names = (info.base_name for info in filesystem.get_file_info(pafs.FileSelector(path)))
+    return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
 
 
 def delete_dir(uri: str) -> None:
@@ -119,8 +128,8 @@ def delete_dir(uri: str) -> None:
         filesystem.delete_dir(path)
 
 
-def download_dir(uri: str, local: str) -> str:
-    """Copy directory ``uri`` (recursively) into the local directory ``local``; returns ``local``."""
+def download(uri: str, local: str) -> str:
+    """Copy file ``uri`` to the local path ``local``, or directory ``uri`` (recursively) into it; returns ``local``."""
     filesystem, path = resolve(uri)
     pafs.copy_files(path, os.path.abspath(local), source_filesystem=filesystem,
                     destination_filesystem=pafs.LocalFileSystem())

@@ -11,6 +11,7 @@ import torch
 from transformers import (AutoModelForNextSentencePrediction, AutoModelForQuestionAnswering, AutoTokenizer,
                           BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, pipeline)
 
+from pipelines.io import uri
 from runtime import infer as infer_cli
 
 CONTEXT = "plums kale plums kale kale plums " * 12  # longer than one 64-token window: several windows
@@ -58,6 +59,19 @@ def test_fill_mask_returns_the_pipelines_own_output(capsys, tmp_path, mlm_run):
     assert len(printed[2]) == 2  # one list of candidates per [MASK]
     top3 = _run(capsys, tmp_path, mlm_run.checkpoint, "fill-mask", [{"text": texts[1]}], "--top-k", "3")
     assert top3 == [printed[1][:3]]
+
+
+def test_checkpoint_input_and_output_on_a_uri(capsys, tmp_path, mlm_run):
+    """fsspec's memory:// stands in for a bucket: the answers written there are the pipeline's own."""
+    texts = ["figs figs [MASK] figs", "tea [MASK] milk"]
+    root = f"memory://infer-{tmp_path.name}"
+    uri.upload_dir(mlm_run.checkpoint, root + "/ckpt")
+    uri.write_bytes(root + "/in.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts).encode())
+    infer_cli.main(["--checkpoint", root + "/ckpt", "--task", "fill-mask", "--input", root + "/in.jsonl",
+                    "--output", root + "/out/answers.jsonl", "--batch-size", "1"])  # as the pipeline runs them
+    assert capsys.readouterr().out == ""
+    written = [json.loads(line) for line in uri.read_bytes(root + "/out/answers.jsonl").decode().splitlines()]
+    assert written == json.loads(json.dumps(pipeline("fill-mask", model=mlm_run.checkpoint)(texts)))
 
 
 def test_text_classification_returns_the_pipelines_own_output(capsys, tmp_path, heads):
