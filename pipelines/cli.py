@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
+from pipelines.config import (DedupConfig, IndexConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig, VerifyMode)
 from pipelines.errors import UserError, one_line
 from pipelines.logs import add_logging_arguments, configure_logging, log_config
@@ -122,6 +122,14 @@ def dedup_parser() -> argparse.ArgumentParser:
                    help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
     p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                    help="clusters of this many documents are listed in stats.json (giant_clusters)")
+    g = p.add_argument_group("incremental dedup (indexes of earlier runs)")
+    g.add_argument("--against", metavar="DIR[,DIR...]", type=_dirs, default=None,
+                   help="deduplicate against these indexes: documents near an indexed one are removed "
+                        "(match index); indexed documents win and are never rewritten")
+    g.add_argument("--save-index", metavar="DIR", default=IndexConfig.save,
+                   help="write an index of every document of this run, for later --against")
+    g.add_argument("--update-index", metavar="DIR", default=IndexConfig.update,
+                   help="write the --against indexes and this run's as one index (replacing DIR if it is one of them)")
     add_spark_arguments(p)
     add_logging_arguments(p)
     return p
@@ -143,7 +151,16 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
         hub_degree=args.hub_degree,
         giant_cluster_size=args.giant_cluster_size,
         spark=spark_config(args, "corpus-prep-dedup"),
+        index=IndexConfig(against=args.against or IndexConfig.against, save=args.save_index, update=args.update_index),
     )
+
+
+def _dirs(text: str) -> tuple[str, ...]:
+    """``DIR[,DIR…]``: a comma-separated list of directories."""
+    dirs = tuple(d.strip() for d in text.split(",") if d.strip())
+    if not dirs:
+        raise argparse.ArgumentTypeError("expected one or more directories, separated by commas")
+    return dirs
 
 
 INTERRUPTED = "interrupted; rerun the same command to resume"

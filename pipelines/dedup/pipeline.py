@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from pipelines.config import DedupConfig, KeepPolicy
+from pipelines.config import DedupConfig, KeepPolicy, settings_dict
+from pipelines.dedup.against import Against
 from pipelines.dedup.checkpoints import Checkpoints, run_key
 from pipelines.dedup.components import connected_components
+from pipelines.dedup.index import (IndexWriter, earlier_runs, index_settings, index_writers, read_indexes,
+                                   segment_tables)
 from pipelines.dedup.lsh import band_blocks, candidate_edges
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
@@ -28,6 +31,7 @@ from pipelines.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hash
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
+from pipelines.prepare.fs import Fs
 from pipelines.report.dedup import write_dedup_report
 from pipelines.spark_session import get_spark
 from pipelines.timing import StageTimer
@@ -78,13 +82,21 @@ def _rank_column(cfg: DedupConfig, documents: DataFrame) -> DataFrame | None:
 
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
+    bands_rows = choose_bands_rows(cfg)
+    indexed = read_indexes(cfg, *bands_rows)  # --against: manifests and settings, before Spark too
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer("dedup", spark)
     settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
-    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
+    earlier = earlier_runs(indexed, Fs(spark), cfg.output)
+    if earlier:
+        settings["indexed_runs"] = [run.id for run in earlier]
+    key = run_key(spark, cfg.input.path, settings)
+    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=key)
     checkpoint = Checkpoints(spark, out)
+    against = Against(spark, earlier, cfg) if earlier else None
+    writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     try:
-        stats, sigs = _run(spark, cfg, out, checkpoint, timer)
+        stats, sigs = _run(spark, cfg, out, checkpoint, timer, against, writers)
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -94,17 +106,25 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
+            for writer in writers:  # after the output: an index points to its data/
+                writer.publish()
     except BaseException as err:
         # Verified checkpoints outlive a failed run (a rerun reuses them), unless the input or the
         # result itself was at fault.
         out.abandon(keep_work=not isinstance(err, (InputError, AccountingError)))
+        for writer in writers:
+            writer.abandon()
         raise
     return DedupResult(cfg.output, stats)
 
 
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-         timer: StageTimer) -> tuple[dict, DataFrame]:
-    """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
+         timer: StageTimer, against: Against | None, writers: list[IndexWriter]) -> tuple[dict, DataFrame]:
+    """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint).
+
+    ``against``: the indexes of earlier runs (``pipelines.dedup.against``: one hook per stage);
+    ``writers``: the indexes this run writes (``pipelines.dedup.index``).
+    """
     with timer.stage("read") as progress:
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
@@ -151,21 +171,32 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             ranks = None
             ranked = hashes.withColumn("rank", F.lit(0))
         exact = checkpoint(exact_groups(ranked, cfg.hub_degree), "exact")
+        if against is not None:  # documents with an indexed exact copy leave their groups and LSH
+            against.check_ids(sigs)
+            matched = checkpoint(against.exact_matches(hashes), "index-exact")
+            exact = exact.join(matched.select(DOC_ID), DOC_ID, "left_anti")
         # Only one document of each exact-copy group goes on to LSH.
         copies = exact.filter(F.col(DOC_ID) != F.col("rep")).select(DOC_ID)
+        if against is not None:
+            copies = copies.unionByName(matched.select(DOC_ID))
         lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
 
     with timer.stage("lsh") as progress:
         parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
-        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
+        indexed = against.band_blocks(parts) if against is not None else None
+        candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh, indexed), "candidates")
         progress.rows_out = checkpoint.rows.get("candidates")
     with timer.stage("verify") as progress:
         progress.rows_in = checkpoint.rows.get("candidates")
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
-        scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
-        verification = verify_edges(scored, documents, corpus.text_column, cfg.lsh, cfg.minhash,
+        scored = checkpoint(score_edges(candidates, sigs if against is None else against.signatures(sigs, candidates),
+                                        cfg.minhash.num_perm), "scored")
+        texts = documents if against is None else against.documents(documents, corpus.text_column, scored)
+        verification = verify_edges(scored, texts, corpus.text_column, cfg.lsh, cfg.minhash,
                                     cfg.broadcast_removed_ids, checkpoint)
+        if against is not None:
+            against.check_texts(scored, checkpoint.rows.get("exact-scores"))
         kept_edges = verification.edges
     with timer.stage("components") as progress:
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
@@ -174,23 +205,38 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         progress.note(rounds=components.rounds)
 
     with timer.stage("survivors"):
-        survivors = checkpoint(cluster_survivors(components.labels, ranks, cfg.hub_degree), "survivors")
+        if against is None:
+            survivors = checkpoint(cluster_survivors(components.labels, ranks, cfg.hub_degree), "survivors")
+        else:  # with a "match" column: "index" where the cluster holds indexed documents
+            survivors = checkpoint(against.survivors(components.labels, ranks, cfg.hub_degree), "survivors")
         near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
                 .join(strongest_links(kept_edges), DOC_ID)
                 .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
-                        F.lit("near").alias("match")))
+                        (F.lit("near") if against is None else F.col("match")).alias("match")))
         exact_removed = (exact.filter(F.col(DOC_ID) != F.col("rep"))
                          .join(survivors.select(F.col(DOC_ID).alias("rep"), "survivor"), "rep", "left")
                          .select(DOC_ID, F.coalesce("survivor", "rep").alias("cluster_id"),
                                  F.col("rep").alias("linked_to"), F.lit(1.0).alias("similarity"),
                                  F.lit("exact").alias("match")))
-        duplicates = conform(near.unionByName(exact_removed), DUPLICATES, "duplicates")
+        removed = near.unionByName(exact_removed)
+        if against is not None:
+            removed = removed.unionByName(matched)
+        duplicates = conform(removed, DUPLICATES, "duplicates")
         duplicates.write.parquet(out.path("duplicates"))
         duplicates = spark.read.schema(DUPLICATES).parquet(out.path("duplicates"))
 
     with timer.stage("write"):
         kept = filter_ids(documents, duplicates.select(DOC_ID), cfg.broadcast_removed_ids, keep=False)
         kept.write.parquet(out.path("data"))
+
+    if writers:
+        with timer.stage("index"):
+            tables = segment_tables(sigs, lsh_input, duplicates, documents, corpus.text_column,
+                                    against.ids() if against is not None else None)
+            here = Fs(spark).qualified(cfg.output)
+            run = {"output": here, "data": f"{here}/data", "text_column": corpus.text_column, "input": cfg.input.path}
+            for writer in writers:
+                writer.write(*tables, run)
 
     with timer.stage("check") as progress:
         written = spark.read.schema(kept.schema).parquet(out.path("data"))
@@ -233,6 +279,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         "cc_rounds": components.rounds,
         "config": _config_dict(cfg),
     }
+    if against is not None:
+        stats["index_duplicates"] = counts["index"]
+        stats["index"] = against.stats(duplicates, checkpoint.rows["index-exact"])
     return stats, sigs
 
 
@@ -257,11 +306,11 @@ def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) 
     if kept + removed != n_documents or distinct != n_documents:
         raise AccountingError(f"{n_documents} documents in, but {kept} kept + {removed} removed "
                               f"with {distinct} distinct ids written; refusing to publish")
-    return {"kept": kept, "exact": by_match.get("exact", 0), "near": by_match.get("near", 0)}
+    return {"kept": kept, **{match: by_match.get(match, 0) for match in ("exact", "near", "index")}}
 
 
 def _config_dict(cfg: DedupConfig) -> dict:
-    data = asdict(cfg)
+    data = settings_dict(cfg)
     data["keep"] = cfg.keep.value
     data["lsh"]["verify"] = cfg.lsh.verify.value
     return data

@@ -90,6 +90,14 @@ class OutputDir:
     def delete(self, path: str) -> None:
         self._fs.delete(self._Path(path), True)
 
+    def copy_in(self, source: str, relative: str) -> None:
+        """Copy the file or directory ``source`` (any filesystem) to ``relative`` inside the staging directory."""
+        src = self._Path(source)
+        conf = self._fs.getConf()
+        if not self._jvm.org.apache.hadoop.fs.FileUtil.copy(src.getFileSystem(conf), src, self._fs,
+                                                           self._Path(self.path(relative)), False, conf):
+            raise OSError(f"could not copy {source!r} into {self.path(relative)!r}")
+
     def publish(self) -> str:
         """Move staging into place (replacing an old output if allowed), then mark success: ``_SUCCESS`` last."""
         final_path = self._Path(self.final)

@@ -23,6 +23,11 @@ class Fs:
         p = self._jvm.org.apache.hadoop.fs.Path(path)
         return p, p.getFileSystem(self._conf)
 
+    def qualified(self, path: str) -> str:
+        """``path`` in full as Hadoop names it (``file:/abs/dir``, ``gs://bucket/dir``)."""
+        p, fs = self._resolve(path)
+        return str(fs.makeQualified(p).toString())
+
     def exists(self, path: str) -> bool:
         p, fs = self._resolve(path)
         return bool(fs.exists(p))

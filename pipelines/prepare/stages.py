@@ -11,14 +11,15 @@ trusted.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import DedupConfig, PackConfig
+from pipelines.config import DedupConfig, PackConfig, settings_dict
+from pipelines.dedup.index import earlier_runs, read_indexes
+from pipelines.dedup.pipeline import choose_bands_rows
 from pipelines.pack.verify import verify_shards
 from pipelines.prepare.fs import Fs
 from schemas.packed import ManifestError, validate_manifest
@@ -37,7 +38,7 @@ def digest(value) -> str:
 
 
 def _settings(cfg) -> dict:
-    data = dataclasses.asdict(cfg)
+    data = settings_dict(cfg)
     for key in _NOT_OUTPUT_SETTINGS:
         data.pop(key, None)
     return data
@@ -45,7 +46,10 @@ def _settings(cfg) -> dict:
 
 def dedup_fingerprint(fs: Fs, cfg: DedupConfig) -> str:
     listing = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
-    return digest({"settings": _settings(cfg), "input": listing})
+    value = {"settings": _settings(cfg), "input": listing}
+    if cfg.index.against:  # the indexed runs matched against (an index this stage updated still gives the same)
+        value["indexed_runs"] = [run.id for run in earlier_runs(read_indexes(cfg, *choose_bands_rows(cfg)), fs, cfg.output)]
+    return digest(value)
 
 
 def pack_fingerprint(fs: Fs, cfg: PackConfig, upstream_stamp: str) -> str:
@@ -74,7 +78,7 @@ def verify_dedup(spark: SparkSession, fs: Fs, root: str) -> tuple[dict, str]:
         removed = spark.read.parquet(f"{root}/duplicates").count()
     except Exception as exc:  # unreadable JSON or Parquet: the output is damaged
         raise StageInvalid(f"{root} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
-    expected = (stats.get("kept"), stats.get("exact_duplicates", 0) + stats.get("near_duplicates", 0))
+    expected = (stats.get("kept"), sum(stats.get(f"{match}_duplicates", 0) for match in ("exact", "near", "index")))
     if (kept, removed) != expected:
         raise StageInvalid(f"{root} holds {kept} kept / {removed} removed rows, stats.json says "
                            f"{expected[0]} / {expected[1]}")
