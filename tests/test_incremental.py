@@ -64,6 +64,8 @@ def _planted(vocab_seed: int = 3) -> list[tuple[int, str, int]]:
       J(Y, X) = 0.52. Y matches only a removed document of A;
     * Z: X' in capitals, an exact copy of that removed document;
     * a text without word characters in A, and its copy with other spacing in B.
+
+    B also holds X' itself again, id and all (a row crawled twice): see :func:`corpus`.
     """
     rng = np.random.default_rng(vocab_seed)
     words = [f"w{k}" for k in rng.integers(0, 10**9, 130)]
@@ -85,15 +87,21 @@ def corpus(tmp_path_factory):
     ids = c.ids + [p[0] for p in planted]
     texts = c.texts + [p[1] for p in planted]
     batches += [p[2] for p in planted]
-    return {"root": root, "paths": _write_batches(root, ids, texts, batches),
-            "text": dict(zip(ids, texts)), "batch": dict(zip(ids, batches)),
-            "family": dict(zip(c.ids, c.family))}
+    paths = _write_batches(root, ids, texts, batches)
+    # X' again in B: one run over both would refuse the repeated id, so the joint run goes without it
+    b = pq.read_table(paths[1])
+    again = pa.table({"id": pa.array([planted[1][0]], pa.int64()), "content": [planted[1][1]],
+                      "batch": pa.array([1], pa.int32())})
+    pq.write_table(pa.concat_tables([b, again]), paths[1])
+    return {"root": root, "paths": paths, "text": dict(zip(ids, texts)), "batch": dict(zip(ids, batches)),
+            "family": dict(zip(c.ids, c.family)), "new": {d for d, k in zip(ids, batches) if k == 1} | {planted[1][0]}}
 
 
 @pytest.fixture(scope="module")
 def two_batches(spark, corpus):
     root, paths = corpus["root"], corpus["paths"]
     a = _run(spark, paths[2], root / "out_a", save=root / "idx_a")
+    os.rename(paths[2], paths[2] + ".moved")  # runs against the index cannot read A's input
     b = _run(spark, paths[1], root / "out_b", against=[root / "idx_a"], save=root / "idx_b",
              update=root / "idx_ab")
     everything = pq.read_table(root / "all.parquet")
@@ -115,7 +123,7 @@ def _linked_at_threshold(removed: dict, text: dict) -> list[tuple[int, int, floa
 def test_the_new_batch_keeps_exactly_what_one_run_over_both_keeps(corpus, two_batches):
     _, b, _ = two_batches
     root = corpus["root"]
-    new = {d for d, k in corpus["batch"].items() if k == 1}
+    new = corpus["new"]
     assert _kept(root / "out_b") == _kept(root / "out_ab") & new
     removed = _removed(root / "out_b")
     assert set(removed) | _kept(root / "out_b") == new  # indexed documents are never written
@@ -155,6 +163,8 @@ def test_a_new_document_near_or_equal_to_a_removed_indexed_one_is_caught(corpus,
     # Z: an exact copy of X'; the shingle-less text: caught by its exact hash
     assert (removed[z]["match"], removed[z]["cluster_id"], removed[z]["linked_to"]) == ("index", x, x_plus)
     assert (removed[marks_b]["match"], removed[marks_b]["cluster_id"]) == ("index", marks)
+    # X' crawled again: the document the index holds, not a second one under its id
+    assert (removed[x_plus]["match"], removed[x_plus]["cluster_id"]) == ("index", x)
 
 
 def test_the_index_holds_every_document_with_its_survivor(corpus, two_batches):
@@ -177,6 +187,9 @@ def test_the_index_holds_every_document_with_its_survivor(corpus, two_batches):
     assert {t["doc_id"] for t in texts} == {doc for doc, row in removed.items() if row["match"] == "near"}
     combined = json.loads((root / "idx_ab" / "index.json").read_text())
     assert [r["id"] for r in combined["runs"]][0] == run["id"] and len(combined["runs"]) == 2
+    ids = [d for r in combined["runs"] for d in
+           pq.read_table(str(root / "idx_ab" / r["segment"] / "docs")).column("doc_id").to_pylist()]
+    assert len(ids) == len(set(ids)) == combined["documents"]  # X', crawled again, is indexed once
     assert (root / "idx_ab" / "_SUCCESS").exists()
 
 
@@ -195,6 +208,8 @@ def test_mismatched_settings_and_foreign_indexes_are_refused_in_one_line(corpus,
         (["--against", f"{root / 'idx_a'},{other}"], "format 3"),
         (["--against", str(tmp_path / "empty")], "not a published index"),
         (["--update-index", str(tmp_path / "idx")], "--update-index needs --against"),
+        (["--save-index", str(root / "idx_a")], "already exists"),
+        (["--against", str(root / "idx_a"), "--update-index", str(root / "idx_b")], "already exists"),
     ]
     for args, expected in cases:
         if expected == "seed=7":
@@ -219,7 +234,14 @@ def test_an_id_reused_for_another_text_is_refused(spark, corpus, two_batches, tm
 
 def test_uncertain_pairs_without_their_indexed_texts_stop_the_run(spark, corpus, two_batches, tmp_path):
     """Y's only match is the removed X', whose text is in the index: without it the pair would
-    silently be no edge, so the run stops instead."""
+    silently be no edge, so the run stops instead; so it does when an indexed run's data/ is gone."""
+    moved = tmp_path / "moved"
+    shutil.copytree(corpus["root"] / "idx_a", moved)
+    manifest = json.loads((moved / "index.json").read_text())
+    manifest["runs"][0]["data"] = str(tmp_path / "nowhere")
+    (moved / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="is gone"):
+        _run(spark, corpus["paths"][1], tmp_path / "out", against=[moved])
     broken = tmp_path / "idx"
     shutil.copytree(corpus["root"] / "idx_a", broken)
     for texts in broken.glob("runs/*/texts"):

@@ -44,6 +44,7 @@ from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.survivors import cluster_survivors
 from pipelines.dedup.verify import uncertain_range
 from pipelines.errors import InputError
+from pipelines.prepare.fs import Fs
 from schemas.enforce import conform
 from schemas.tables import DOC_ID, DUPLICATES, INDEX_DOCS, INDEX_TEXTS
 
@@ -55,11 +56,17 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
+def _ends(pairs: DataFrame) -> DataFrame:
+    """``(doc_id)`` of both ends of ``(src, dst)`` pairs (with repeats)."""
+    return pairs.select(F.col("src").alias(DOC_ID)).unionByName(pairs.select(F.col("dst").alias(DOC_ID)))
+
+
 class Against:
     """The indexed runs as the stages of a new run see them (each method is one stage's hook)."""
 
     def __init__(self, spark: SparkSession, runs: list[IndexedRun], cfg: DedupConfig) -> None:
         self.spark, self.runs, self.cfg = spark, runs, cfg
+        self.texts_needed: dict[tuple[int, bool], int] = {}  # (run, kept): texts exact verification needed
         # INDEX_DOCS of every run, with the run's position in ``runs``
         self.docs = _union([spark.read.schema(INDEX_DOCS).parquet(f"{run.segment}/docs").withColumn("run", F.lit(k))
                             for k, run in enumerate(runs)])
@@ -96,25 +103,30 @@ class Against:
         """``BAND_KEY_BLOCKS`` of the indexed LSH documents (``lsh.candidate_edges(..., indexed=)``)."""
         return band_blocks(self.docs.filter(F.col("band_keys").isNotNull()).select(DOC_ID, "band_keys"), parts)
 
-    def signatures(self, sigs: DataFrame, candidates: DataFrame) -> DataFrame:
-        """``(doc_id, signature)`` of the new documents and of the indexed candidates only."""
-        ends = candidates.select(F.col("src").alias(DOC_ID)).unionByName(candidates.select(F.col("dst").alias(DOC_ID)))
-        indexed = filter_ids(self.docs.filter(F.col("signature").isNotNull()).select(DOC_ID, "signature"),
-                             ends.distinct(), self.cfg.broadcast_removed_ids, keep=True)
-        return sigs.select(DOC_ID, "signature").unionByName(indexed)
+    def signatures(self, lsh_input: DataFrame, candidates: DataFrame) -> DataFrame:
+        """``(doc_id, signature)`` of the new LSH documents and of the indexed candidates only.
 
-    def documents(self, documents: DataFrame, text_column: str, scored: DataFrame) -> DataFrame:
-        """``(doc_id, text_column)`` of the new documents and of the indexed ones exact verification
-        may need: only under ``--verify exact``, and only from the runs (and, per run, the kept
-        or removed side) that an uncertain pair of ``scored`` reaches."""
-        own = documents.select(DOC_ID, F.col(f"`{text_column}`"))
+        Not all new documents: one that repeats an indexed document (same id, same text, e.g. a row
+        crawled again) is an exact match, and its id must stand for the indexed document alone.
+        """
+        indexed = filter_ids(self.docs.filter(F.col("signature").isNotNull()).select(DOC_ID, "signature"),
+                             _ends(candidates).distinct(), self.cfg.broadcast_removed_ids, keep=True)
+        return lsh_input.select(DOC_ID, "signature").unionByName(indexed)
+
+    def documents(self, documents: DataFrame, text_column: str, scored: DataFrame,
+                  matched: DataFrame) -> DataFrame:
+        """``(doc_id, text_column)`` of the new documents but the exact ``matched`` ones (see
+        :meth:`signatures`), and of the indexed ones exact verification may need: only under
+        ``--verify exact``, and only from the runs (and, per run, the kept or removed side) that an
+        uncertain pair of ``scored`` reaches."""
+        own = filter_ids(documents.select(DOC_ID, F.col(f"`{text_column}`")), matched.select(DOC_ID),
+                         self.cfg.broadcast_removed_ids, keep=False)
         if self.cfg.lsh.verify is not VerifyMode.EXACT:
             return own
-        uncertain = self._uncertain(scored)
-        ends = uncertain.select(F.col("src").alias(DOC_ID)).unionByName(uncertain.select(F.col("dst").alias(DOC_ID)))
-        needed = (self.docs.join(ends, DOC_ID, "left_semi")
-                  .select("run", (F.col("survivor") == F.col(DOC_ID)).alias("kept")).distinct().collect())
-        sources = [self._texts(self.runs[row["run"]], row["kept"]) for row in sorted(needed, key=tuple)]
+        needed = (self.docs.join(_ends(self._uncertain(scored)), DOC_ID, "left_semi")
+                  .groupBy("run", (F.col("survivor") == F.col(DOC_ID)).alias("kept")).count().collect())
+        self.texts_needed = {(row["run"], row["kept"]): row["count"] for row in needed}
+        sources = [self._texts(self.runs[run], kept) for run, kept in sorted(self.texts_needed)]
         return _union([own, *[s.withColumnRenamed("text", text_column) for s in sources]])
 
     def _uncertain(self, scored: DataFrame) -> DataFrame:
@@ -128,16 +140,20 @@ class Against:
             return
         lost = self._uncertain(scored).count() - exact_scored
         if lost:
-            raise InputError(f"{lost} uncertain pairs need texts of indexed documents that were not found; "
-                             "exact verification reads them from the indexed runs' data/ "
-                             f"({', '.join(run.data for run in self.runs)}): were they moved or deleted?")
+            raise InputError(f"{lost} uncertain pairs need texts of indexed documents that were not found in the "
+                             f"indexed runs' data/ ({', '.join(run.data for run in self.runs)}) or the index's "
+                             "texts/: were they moved, deleted or rewritten?")
 
     def _texts(self, run: IndexedRun, kept: bool) -> DataFrame:
         """``(doc_id, text)``: a run's kept texts from its ``data/``, its removed LSH documents' from the index."""
         if not kept:
             return self.spark.read.schema(INDEX_TEXTS).parquet(f"{run.segment}/texts")
+        if not Fs(self.spark).exists(run.data):
+            raise InputError(f"exact verification needs kept texts of the indexed run {run.output!r}, but its "
+                             f"data {run.data!r} is gone (moved or deleted?)")
         schema = StructType([StructField(DOC_ID, LongType()), StructField(run.text_column, StringType())])
-        return self.spark.read.schema(schema).parquet(run.data).select(DOC_ID, F.col(f"`{run.text_column}`").alias("text"))
+        data = self.spark.read.schema(schema).parquet(run.data)
+        return data.select(DOC_ID, F.col(f"`{run.text_column}`").alias("text"))
 
     def survivors(self, labels: DataFrame, ranks: DataFrame | None, hub_degree: int) -> DataFrame:
         """``(doc_id, survivor, match)`` for the new documents among component ``labels`` ``(doc_id, root)``.
@@ -154,11 +170,14 @@ class Against:
         return to_index.unionByName(own.withColumn("match", F.lit("near")))
 
     def stats(self, duplicates: DataFrame, exact_matches: int) -> dict:
-        """What ``stats.json: index`` records: the runs matched against, and per run the new documents
-        now in the cluster of one of its survivors."""
+        """What ``stats.json: index`` records: the runs matched against; per run the new documents now
+        in the cluster of one of its survivors, and how many of its texts exact verification needed
+        (kept ones read from its ``data/``, removed ones from the index)."""
         per_run = dict(duplicates.join(self.docs.select(F.col(DOC_ID).alias("cluster_id"), "run"), "cluster_id")
                        .groupBy("run").count().collect())
         return {"against": list(self.cfg.index.against), "exact_matches": exact_matches,
                 "indexed_documents": sum(run.documents for run in self.runs),
-                "runs": [{"output": run.output, "id": run.id, "documents": run.documents,
-                          "matched": per_run.get(k, 0)} for k, run in enumerate(self.runs)]}
+                "runs": [{"output": run.output, "id": run.id, "documents": run.documents, "matched": per_run.get(k, 0),
+                          "texts_needed": {"kept": self.texts_needed.get((k, True), 0),
+                                         "removed": self.texts_needed.get((k, False), 0)}}
+                         for k, run in enumerate(self.runs)]}

@@ -36,7 +36,7 @@ from pipelines.config import DedupConfig
 from pipelines.errors import InputError, UsageError
 from pipelines.io import uri
 from pipelines.io.paths import anchor, is_local, local_path
-from pipelines.io.publish import SUCCESS, OutputDir
+from pipelines.io.publish import SUCCESS, OutputDir, OutputExists
 from pipelines.prepare.fs import Fs
 from schemas.enforce import conform
 from schemas.tables import DOC_ID, INDEX_DOCS, INDEX_TEXTS
@@ -99,13 +99,16 @@ def read_indexes(cfg: DedupConfig, bands: int, rows: int) -> list[IndexedRun]:
     """The runs of every ``--against`` index, in order, each once; before Spark starts.
 
     Refuses (one line, exit 2) an index built with other :data:`MATCHING` settings than this run
-    (so several indexes must agree with each other too), and index directories overlapping the
-    input or the output.
+    (so several indexes must agree with each other too), index directories overlapping the input
+    or the output, and (local paths) an index to write that exists and may not be replaced.
     """
     for flag, paths in (("--against", cfg.index.against), ("--save-index", [cfg.index.save]),
                         ("--update-index", [cfg.index.update])):
         for path in filter(None, paths):
             _check_apart(flag, path, cfg.input.path, cfg.output)
+    for path, replace in _targets(cfg):
+        if not replace and is_local(path) and uri.exists(local_path(path)):
+            raise OutputExists.at(path)
     wanted = index_settings(cfg, bands, rows)
     runs: dict[str, IndexedRun] = {}
     for path in cfg.index.against:
@@ -147,8 +150,8 @@ def segment_tables(sigs: DataFrame, lsh_input: DataFrame, duplicates: DataFrame,
     """
     removed = duplicates.select(DOC_ID, F.col("cluster_id"))
     lsh = lsh_input.select(DOC_ID, "band_keys", "signature")
-    docs = (sigs.select(DOC_ID, "exact_hash_hi", "exact_hash_lo").join(removed, DOC_ID, "left").join(lsh, DOC_ID, "left")
-            .withColumn("survivor", F.coalesce("cluster_id", DOC_ID)))
+    docs = (sigs.select(DOC_ID, "exact_hash_hi", "exact_hash_lo").join(removed, DOC_ID, "left")
+            .join(lsh, DOC_ID, "left").withColumn("survivor", F.coalesce("cluster_id", DOC_ID)))
     if indexed is not None:
         docs = docs.join(indexed, DOC_ID, "left_anti")
     texts = (documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text"))
@@ -192,16 +195,14 @@ class IndexWriter:
 
 def index_writers(spark: SparkSession, cfg: DedupConfig, run_key: str, settings: dict,
                   earlier: list[IndexedRun]) -> list[IndexWriter]:
-    """``--save-index`` (this run alone) and ``--update-index`` (the earlier runs and this one).
+    """``--save-index`` (this run alone) and ``--update-index`` (the earlier runs and this one)."""
+    return [IndexWriter(spark, path, replace, run_key, settings, earlier if path == cfg.index.update else [],
+                        cfg.lsh.threshold) for path, replace in _targets(cfg)]
 
-    Updating an ``--against`` index replaces it, as its owner asked; any other existing directory
-    needs ``--overwrite``.
-    """
-    writers = []
-    threshold = cfg.lsh.threshold
-    if cfg.index.save:
-        writers.append(IndexWriter(spark, cfg.index.save, cfg.overwrite, run_key, settings, [], threshold))
-    if cfg.index.update:
-        replace = cfg.overwrite or cfg.index.update.rstrip("/") in {p.rstrip("/") for p in cfg.index.against}
-        writers.append(IndexWriter(spark, cfg.index.update, replace, run_key, settings, earlier, threshold))
-    return writers
+
+def _targets(cfg: DedupConfig) -> list[tuple[str, bool]]:
+    """``(path, may replace)`` of the indexes this run writes: updating an ``--against`` index
+    replaces it, as its owner asked; any other existing directory needs ``--overwrite``."""
+    against = {path.rstrip("/") for path in cfg.index.against}
+    return [(path, cfg.overwrite or (path == cfg.index.update and path.rstrip("/") in against))
+            for path in (cfg.index.save, cfg.index.update) if path]

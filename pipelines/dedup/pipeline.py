@@ -190,9 +190,9 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         progress.rows_in = checkpoint.rows.get("candidates")
         # Every candidate is an LSH input document, so the checkpointed signatures serve as they
         # are: no second pass through the exact-copy join that selected those documents.
-        scored = checkpoint(score_edges(candidates, sigs if against is None else against.signatures(sigs, candidates),
-                                        cfg.minhash.num_perm), "scored")
-        texts = documents if against is None else against.documents(documents, corpus.text_column, scored)
+        scoring = sigs if against is None else against.signatures(lsh_input, candidates)
+        scored = checkpoint(score_edges(candidates, scoring, cfg.minhash.num_perm), "scored")
+        texts = documents if against is None else against.documents(documents, corpus.text_column, scored, matched)
         verification = verify_edges(scored, texts, corpus.text_column, cfg.lsh, cfg.minhash,
                                     cfg.broadcast_removed_ids, checkpoint)
         if against is not None:
