@@ -9,6 +9,11 @@ Each task runs ``prepare.py --stages STAGE`` into the same ``output``: a retried
 task finds its verified output and skips the work, so tasks are idempotent. Artifacts come from
 ``python -m dataproc package`` / ``upload``.
 
+Monthly batches chain through an index (``docs/operations.md``, "Incremental runs"): the first
+run sets ``save_index``; each later one sets ``against`` to that index and ``update_index`` to the
+same directory, and removes what earlier runs already kept. A retried run skips its verified
+output, and a rerun into the same ``output`` replaces its own part of the index.
+
 Deploy: install the project's wheel into the Airflow environment (``pip install
 corpus_prep-0.1.0-py3-none-any.whl`` with ``--no-deps``, or as a Composer PyPI package) and copy
 this file into the DAGs folder; it imports the installed ``dataproc`` package, which holds the
@@ -32,6 +37,10 @@ PARAMS = {
     "project": Param("PROJECT", type="string"),
     "region": Param("europe-west4", type="string"),
     "cluster": Param(ClusterShape().name, type="string", description="Dataproc cluster (cluster DAG only)"),
+    "against": Param([], type="array", description="indexes of earlier runs to deduplicate against (--against)"),
+    "save_index": Param("", type="string", description="write this run's index here (--save-index; empty: none)"),
+    "update_index": Param("", type="string", description="write the --against indexes and this run's as one "
+                                                          "(--update-index; may be one of them: a growing index)"),
     "job_args": Param(["--train-tokenizer"], type="array", description="further jobs/prepare.py options"),
     "driver_python": Param("/opt/corpus-prep-env/bin/python", type="string",
                            description="Spark DAG only: the driver's interpreter. In client mode an unpacked copy of "
@@ -42,7 +51,9 @@ TARGET = Target(project="{{ params.project }}", region="{{ params.region }}", ar
 
 
 def _prepare_args(params: dict, stage: str) -> list[str]:
-    return prepare_args(params["input"], params["output"], stage, tuple(params["job_args"]))
+    return prepare_args(params["input"], params["output"], stage, tuple(params["job_args"]),
+                        against=tuple(params["against"]), save_index=params["save_index"] or None,
+                        update_index=params["update_index"] or None)
 
 
 def _args(stage: str) -> str:

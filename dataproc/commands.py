@@ -95,11 +95,22 @@ def _properties_flag(props: dict[str, str]) -> str:
     return "--properties=^#^" + "#".join(f"{k}={v}" for k, v in props.items())
 
 
-def prepare_args(input_path: str, output: str, stages: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    """Arguments of ``jobs/prepare.py`` (the job's own CLI is the source of their meaning)."""
+def prepare_args(input_path: str, output: str, stages: str | None = None, extra: tuple[str, ...] = (),
+                 against: tuple[str, ...] = (), save_index: str | None = None,
+                 update_index: str | None = None) -> list[str]:
+    """Arguments of ``jobs/prepare.py`` (the job's own CLI is the source of their meaning).
+
+    ``against``/``save_index``/``update_index``: incremental dedup against the indexes of earlier
+    runs (``--against``, ``--save-index``, ``--update-index``), so that scheduled runs chain.
+    """
     args = ["--input", input_path, "--output", output]
     if stages:
         args += ["--stages", stages]
+    if against:
+        args += ["--against", ",".join(against)]
+    for flag, value in (("--save-index", save_index), ("--update-index", update_index)):
+        if value:
+            args += [flag, value]
     return args + list(extra)
 
 

@@ -22,8 +22,11 @@ SUMMARY = ("input_records", "documents", "rejected", "empty", "exact_duplicates"
 
 def report(result) -> str:
     s = result.stats
-    return json.dumps({"output": result.output, **{k: s[k] for k in SUMMARY}, "stage_seconds": s["stage_seconds"]},
-                      indent=2)
+    summary = {k: s[k] for k in SUMMARY}
+    if "index" in s:  # --against: new documents removed as duplicates of indexed ones, per earlier run
+        summary["index_duplicates"] = s["index_duplicates"]
+        summary["matched_by_run"] = {run["output"]: run["matched"] for run in s["index"]["runs"]}
+    return json.dumps({"output": result.output, **summary, "stage_seconds": s["stage_seconds"]}, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,6 +143,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """Incremental dedup: indexes of earlier runs to deduplicate against, and where this run's goes
+    (``pipelines/dedup/index.py`` holds the format, ``pipelines/dedup/against.py`` the matching)."""
+
+    against: tuple[str, ...] = ()  # --against DIR[,DIR…]: indexed documents win and are never rewritten
+    save: str | None = None  # --save-index DIR: an index of this run's documents alone
+    update: str | None = None  # --update-index DIR: the --against indexes and this run's, combined
+
+
+@dataclass(frozen=True)
 class DedupConfig:
     input: InputConfig
     output: str
@@ -161,6 +171,7 @@ class DedupConfig:
     # texts at the end, the signatures before LSH); beyond it those anti-joins shuffle once.
     broadcast_removed_ids: int = 5_000_000
     spark: SparkConfig = field(default_factory=SparkConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:
         from udfs.minhash import MAX_NGRAM
@@ -187,6 +198,21 @@ class DedupConfig:
             raise UsageError(f"--ngram must be in [1, {MAX_NGRAM}]")
         if self.hub_degree < 2 or self.giant_cluster_size < 2:
             raise UsageError("--hub-degree and --giant-cluster-size must be at least 2")
+        if self.index.update and not self.index.against:
+            raise UsageError("--update-index needs --against (the index it extends); use --save-index for a new one")
+        if self.index.save and self.index.save in (self.index.update, *self.index.against):
+            raise UsageError("--save-index would replace an index this run reads or updates; "
+                             "--update-index extends one")
+
+
+def settings_dict(cfg) -> dict:
+    """``dataclasses.asdict(cfg)``, without the index section of a run that uses no index: the
+    settings recorded for such runs (``stats.json: config``, prepare's stage fingerprints) stay what
+    they were before indexes existed, so their outputs and skip decisions do not change."""
+    data = asdict(cfg)
+    if getattr(cfg, "index", None) == IndexConfig():
+        del data["index"]
+    return data
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,7 +343,7 @@ def stage_dir(output: str, stage: str) -> str:
 def result_settings(cfg) -> dict:
     """A job config as a dict, less what only says where or how it runs (``output``, ``overwrite``,
     ``spark``): the settings a fingerprint of its result covers."""
-    settings = asdict(cfg)
+    settings = settings_dict(cfg)
     for key in ("output", "overwrite", "spark"):
         settings.pop(key, None)
     return settings

@@ -71,5 +71,26 @@ DUPLICATES = StructType([
     StructField("cluster_id", LongType(), False),
     StructField("linked_to", LongType(), False),
     StructField("similarity", DoubleType(), False),
-    StructField("match", StringType(), False),  # "exact" or "near"
+    StructField("match", StringType(), False),  # "exact", "near" or "index" (a duplicate of an indexed document)
+])
+
+
+# An index of a run's documents (``pipelines/dedup/index.py``): INDEX/runs/RUN/docs/, one row per
+# document of the run. ``survivor`` is the document itself when the run kept it, else its
+# cluster's survivor. ``band_keys`` and ``signature`` are set for the documents that took part in
+# LSH (one per exact-copy group, with shingles): the others are found through their exact hash.
+INDEX_DOCS = StructType([
+    StructField(DOC_ID, LongType(), False),
+    StructField("survivor", LongType(), False),
+    StructField("exact_hash_hi", LongType(), False),
+    StructField("exact_hash_lo", LongType(), False),
+    StructField("band_keys", ArrayType(LongType()), True),
+    StructField("signature", BinaryType(), True),
+])
+
+# INDEX/runs/RUN/texts/: the texts of the run's removed LSH documents (its kept ones are in the
+# run's data/), read only for the exact Jaccard of uncertain pairs.
+INDEX_TEXTS = StructType([
+    StructField(DOC_ID, LongType(), False),
+    StructField("text", StringType(), True),
 ])

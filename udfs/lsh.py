@@ -143,6 +143,25 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
     return src[distinct], dst[distinct]
 
 
+
+def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.ndarray, indexed_ids: np.ndarray,
+                         all_pairs_up_to: int, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bucket_pairs` over the rows together with the indexed rows of their buckets, less the
+    pairs of two indexed rows.
+
+    Which pairs a bucket yields depends on its members alone (all pairs up to ``all_pairs_up_to``,
+    else neighbours in an order drawn from ``(key, id)``), so these are exactly the pairs that
+    one pass over both sets of rows gives and that involve a row of the first set: indexed rows
+    of buckets the first set does not reach cannot pair with it and are dropped before the sort.
+    Ids must differ between the two sets.
+    """
+    shared = np.isin(indexed_keys, keys)
+    old_ids = indexed_ids[shared]
+    src, dst = bucket_pairs(np.concatenate((keys, indexed_keys[shared])), np.concatenate((ids, old_ids)),
+                            all_pairs_up_to, neighbours)
+    new = ~(np.isin(src, old_ids) & np.isin(dst, old_ids))
+    return src[new], dst[new]
+
 @njit(cache=True)
 def signature_agreement(left, right):
     """Per row, the fraction of positions where two signature matrices agree (Jaccard estimate)."""

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -38,13 +39,16 @@ MARKER = "_COMMITTED"
 FORMAT_VERSION = 4
 
 
-def run_key(fs: HadoopFs, cfg: DedupConfig) -> str:
+def run_key(fs: HadoopFs, cfg: DedupConfig, indexed_runs: Sequence[str] = ()) -> str:
     """Fingerprint of a dedup run: its input's data files (path, size, modification time, as
-    ``HadoopFs.files`` lists them) and the settings that decide the result. It names the run's
-    staging directory, and ``jobs/prepare.py`` records it to know when its dedup stage may be skipped."""
+    ``HadoopFs.files`` lists them), the settings that decide the result and, under ``--against``,
+    the ids of the indexed runs it is matched against. It names the run's staging directory, and
+    ``jobs/prepare.py`` records it to know when its dedup stage may be skipped."""
     files = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
-    payload = json.dumps({"format": FORMAT_VERSION, "files": files, "settings": result_settings(cfg)},
-                         sort_keys=True, default=str)
+    value = {"format": FORMAT_VERSION, "files": files, "settings": result_settings(cfg)}
+    if indexed_runs:
+        value["indexed_runs"] = list(indexed_runs)
+    payload = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

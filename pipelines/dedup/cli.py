@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments, input_config, spark_config
-from pipelines.config import DedupConfig, KeepPolicy, LshConfig, MinHashConfig, VerifyMode
+from pipelines.config import DedupConfig, IndexConfig, KeepPolicy, LshConfig, MinHashConfig, VerifyMode
 from pipelines.logs import add_logging_arguments
 
 
@@ -41,6 +41,22 @@ def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
     parser.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                         help="clusters of this many documents are listed in stats.json (giant_clusters)")
+    g = parser.add_argument_group("incremental dedup (indexes of earlier runs)")
+    g.add_argument("--against", metavar="DIR[,DIR...]", type=_dirs, default=None,
+                   help="deduplicate against these indexes: documents near an indexed one are removed "
+                        "(match index); indexed documents win and are never rewritten")
+    g.add_argument("--save-index", metavar="DIR", default=IndexConfig.save,
+                   help="write an index of every document of this run, for later --against")
+    g.add_argument("--update-index", metavar="DIR", default=IndexConfig.update,
+                   help="write the --against indexes and this run's as one index (replacing DIR if it is one of them)")
+
+
+def _dirs(text: str) -> tuple[str, ...]:
+    """``DIR[,DIR…]``: a comma-separated list of directories."""
+    dirs = tuple(d.strip() for d in text.split(",") if d.strip())
+    if not dirs:
+        raise argparse.ArgumentTypeError("expected one or more directories, separated by commas")
+    return dirs
 
 
 def dedup_parser() -> argparse.ArgumentParser:
@@ -73,4 +89,5 @@ def dedup_config(args: argparse.Namespace) -> DedupConfig:
         hub_degree=args.hub_degree,
         giant_cluster_size=args.giant_cluster_size,
         spark=spark_config(args, "corpus-prep-dedup"),
+        index=IndexConfig(against=args.against or IndexConfig.against, save=args.save_index, update=args.update_index),
     )

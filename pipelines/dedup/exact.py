@@ -30,7 +30,11 @@ def exact_copies(groups: DataFrame) -> DataFrame:
     return groups.filter(F.col(DOC_ID) != F.col("rep"))
 
 
-def lsh_input(texts: DataFrame, groups: DataFrame, broadcast_limit: int) -> DataFrame:
-    """The rows of ``texts`` that LSH compares: representatives with at least one shingle."""
-    return filter_ids(texts.filter(F.col("n_shingles") > 0), exact_copies(groups).select(DOC_ID), broadcast_limit,
-                      keep=False)
+def lsh_input(texts: DataFrame, groups: DataFrame, broadcast_limit: int,
+              also_removed: DataFrame | None = None) -> DataFrame:
+    """The rows of ``texts`` that LSH compares: representatives with at least one shingle, less the
+    ids in ``also_removed`` (under ``--against``: the exact copies of indexed documents)."""
+    removed = exact_copies(groups).select(DOC_ID)
+    if also_removed is not None:
+        removed = removed.unionByName(also_removed.select(DOC_ID))
+    return filter_ids(texts.filter(F.col("n_shingles") > 0), removed, broadcast_limit, keep=False)

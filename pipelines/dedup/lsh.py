@@ -17,10 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from schemas.dedup import BAND_KEY_BLOCKS, DOC_ID, EDGES
 from pipelines.config import LshConfig
-from udfs.lsh import bucket_pairs, split_by_part
+from udfs.lsh import bucket_pairs, bucket_pairs_against, split_by_part
+
+_INDEXED = "_indexed"
 
 
 def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
@@ -42,19 +45,35 @@ def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
     return signatures.select(DOC_ID, "band_keys").mapInArrow(to_blocks, BAND_KEY_BLOCKS)
 
 
-def candidate_edges(blocks: DataFrame, parts: int, cfg: LshConfig) -> DataFrame:
-    """Distinct candidate ``EDGES`` ``(src > dst)`` over all non-singleton buckets."""
+def candidate_edges(blocks: DataFrame, parts: int, cfg: LshConfig, indexed: DataFrame | None = None) -> DataFrame:
+    """Distinct candidate ``EDGES`` ``(src > dst)`` over all non-singleton buckets.
+
+    ``indexed``: ``BAND_KEY_BLOCKS`` of an index of earlier runs (``pipelines.dedup.against``).
+    Each bucket of ``blocks`` then also holds its indexed members, and pairs of two indexed
+    documents are left out (``udfs.lsh.bucket_pairs_against``): the candidates of one run over
+    both corpora that involve a document of ``blocks``.
+    """
     names = EDGES.fieldNames()
     all_pairs_up_to, neighbours = cfg.all_pairs_bucket, cfg.bucket_neighbours
+    if indexed is not None:
+        blocks = blocks.withColumn(_INDEXED, F.lit(False)).unionByName(indexed.withColumn(_INDEXED, F.lit(True)))
 
     def stars(batches):
-        keys, ids = [], []
+        rows = {False: ([], []), True: ([], [])}  # keyed by "indexed"
         for batch in batches:
-            keys += [np.frombuffer(b, np.int64) for b in batch.column(1).to_pylist()]
-            ids += [np.frombuffer(b, np.int64) for b in batch.column(2).to_pylist()]
-        if keys:
+            flags = batch.column(3).to_pylist() if batch.num_columns > 3 else [False] * batch.num_rows
+            for key_bytes, id_bytes, flag in zip(batch.column(1).to_pylist(), batch.column(2).to_pylist(), flags):
+                rows[flag][0].append(np.frombuffer(key_bytes, np.int64))
+                rows[flag][1].append(np.frombuffer(id_bytes, np.int64))
+        (keys, ids), (old_keys, old_ids) = rows[False], rows[True]
+        if not keys:
+            return
+        if old_keys:
+            src, dst = bucket_pairs_against(np.concatenate(keys), np.concatenate(ids), np.concatenate(old_keys),
+                                            np.concatenate(old_ids), all_pairs_up_to, neighbours)
+        else:
             src, dst = bucket_pairs(np.concatenate(keys), np.concatenate(ids), all_pairs_up_to, neighbours)
-            yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
+        yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
 
     # Pairs found in buckets of different bands (so in different partitions) meet in distinct().
     return blocks.repartition(parts, "part").mapInArrow(stars, EDGES).distinct()

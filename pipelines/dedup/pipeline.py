@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from pipelines.config import DedupConfig, KeepPolicy
+from pipelines.config import DedupConfig, KeepPolicy, settings_dict
+from pipelines.dedup.against import Against
 from pipelines.dedup.checkpoints import Checkpoints, run_key
 from pipelines.dedup.components import Components, connected_components
 from pipelines.dedup.exact import exact_copies, exact_groups, lsh_input
+from pipelines.dedup.index import (IndexedRun, IndexWriter, earlier_runs, index_settings, index_writers,
+                                   read_indexes, segment_tables)
 from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
 from pipelines.dedup.lsh import band_blocks, candidate_edges
 from pipelines.dedup.signatures import signature_scan
@@ -73,14 +76,26 @@ def _check_priority_column(cfg: DedupConfig, corpus: DataFrame) -> None:
                          "expected a number or a string")
 
 
+def indexed_runs(cfg: DedupConfig, fs: HadoopFs) -> list[IndexedRun]:
+    """``--against``: the earlier runs this run is matched against (none without indexes)."""
+    return earlier_runs(read_indexes(cfg, *choose_bands_rows(cfg)), fs, cfg.output)
+
+
 def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResult:
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # before Spark starts
+    bands_rows = choose_bands_rows(cfg)
+    indexed = read_indexes(cfg, *bands_rows)  # --against: manifests and settings, before Spark too
     spark = spark or get_spark(cfg.spark)
     timer = StageTimer("dedup", spark)
-    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(HadoopFs(spark), cfg))
+    fs = HadoopFs(spark)
+    earlier = earlier_runs(indexed, fs, cfg.output)
+    key = run_key(fs, cfg, [run.id for run in earlier])
+    out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=key)
     checkpoint = Checkpoints(spark, out)
+    against = Against(spark, earlier, cfg) if earlier else None
+    writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     try:
-        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer).run()
+        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer, against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -90,20 +105,30 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
+            for writer in writers:  # after the output: an index points to its data/
+                writer.publish()
     except BaseException as err:
         # Verified checkpoints outlive a failed run (a rerun reuses them), unless the input or the
         # result itself was at fault.
         out.abandon(keep_work=not isinstance(err, (InputError, AccountingError)))
+        for writer in writers:
+            writer.abandon()
         raise
     return DedupResult(cfg.output, stats)
 
 
 class _Stages:
-    """The stages of one run, each a method that times itself; :meth:`run` calls them in order."""
+    """The stages of one run, each a method that times itself; :meth:`run` calls them in order.
+
+    ``against``: the indexes of earlier runs (``pipelines.dedup.against``: one hook per stage);
+    ``writers``: the indexes this run writes (``pipelines.dedup.index``).
+    """
 
     def __init__(self, spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-                 timer: StageTimer) -> None:
+                 timer: StageTimer, against: Against | None = None, writers: list[IndexWriter] | None = None) -> None:
         self.spark, self.cfg, self.out, self.checkpoint, self.timer = spark, cfg, out, checkpoint, timer
+        self.against, self.writers = against, writers or []
+        self.matched: DataFrame | None = None  # --against: documents with an exact copy in an index
 
     def run(self) -> tuple[dict, DataFrame]:
         """Returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
@@ -114,12 +139,17 @@ class _Stages:
         ranks = survivor_ranks(cfg.keep, cfg.keep_priority_column, sigs, documents)
         exact, lsh_documents = self.exact(sigs, ranks, text_counts["documents"])
         candidates = self.lsh(lsh_documents)
-        scored, verification = self.verify(candidates, sigs, documents, corpus.text_column)
+        scored, verification = self.verify(candidates, sigs, lsh_documents, documents, corpus.text_column)
         components = self.components(verification.edges)
         duplicates = self.survivors(components.labels, ranks, exact, verification.edges)
         kept = self.write(documents, duplicates)
+        if self.writers:
+            self.index(sigs, lsh_documents, duplicates, documents, corpus.text_column)
         checked = self.check(kept, duplicates, scored, verification, text_counts["documents"])
-        return _stats(cfg, corpus, n_rejected, text_counts, bands, rows, components.rounds, checked), sigs
+        stats = _stats(cfg, corpus, n_rejected, text_counts, bands, rows, components.rounds, checked)
+        if self.against is not None:
+            stats["index"] = self.against.stats(duplicates, self.checkpoint.rows["index-exact"])
+        return stats, sigs
 
     def read(self) -> tuple[Corpus, DataFrame, int]:
         """The corpus, its documents with ids, and how many records went to ``rejected/``."""
@@ -161,26 +191,39 @@ class _Stages:
             texts = sigs.filter(F.col("normalized_length") > 0)
             ranked = ranked_hashes(texts, ranks, self.cfg.keep)
             exact = self.checkpoint(exact_groups(ranked, self.cfg.hub_degree), "exact")
-            return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids)
+            if self.against is None:
+                return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids)
+            # Documents with an indexed exact copy leave their groups and LSH.
+            self.against.check_ids(sigs)
+            hashes = texts.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")
+            self.matched = self.checkpoint(self.against.exact_matches(hashes), "index-exact")
+            exact = exact.join(self.matched.select(DOC_ID), DOC_ID, "left_anti")
+            return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids, also_removed=self.matched)
 
     def lsh(self, documents: DataFrame) -> DataFrame:
         with self.timer.stage("lsh") as progress:
             parts = int(self.spark.conf.get("spark.sql.shuffle.partitions"))  # a part: one shuffle partition's worth
-            candidates = self.checkpoint(candidate_edges(band_blocks(documents, parts), parts, self.cfg.lsh),
+            indexed = self.against.band_blocks(parts) if self.against is not None else None
+            candidates = self.checkpoint(candidate_edges(band_blocks(documents, parts), parts, self.cfg.lsh, indexed),
                                          "candidates")
             progress.note(rows_out=self.checkpoint.rows.get("candidates"))
         return candidates
 
-    def verify(self, candidates: DataFrame, sigs: DataFrame, documents: DataFrame,
+    def verify(self, candidates: DataFrame, sigs: DataFrame, lsh_documents: DataFrame, documents: DataFrame,
                text_column: str) -> tuple[DataFrame, Verification]:
         """The scored candidates and the verified edges."""
+        against = self.against
         with self.timer.stage("verify") as progress:
             progress.note(rows_in=self.checkpoint.rows.get("candidates"))
             # Every candidate is an LSH input document, so the checkpointed signatures serve as they
             # are: no second pass through the exact-copy join that selected those documents.
-            scored = self.checkpoint(score_edges(candidates, sigs, self.cfg.minhash.num_perm), "scored")
-            verification = verify_edges(scored, documents, text_column, self.cfg.lsh, self.cfg.minhash,
+            scoring = sigs if against is None else against.signatures(lsh_documents, candidates)
+            scored = self.checkpoint(score_edges(candidates, scoring, self.cfg.minhash.num_perm), "scored")
+            texts = documents if against is None else against.documents(documents, text_column, scored, self.matched)
+            verification = verify_edges(scored, texts, text_column, self.cfg.lsh, self.cfg.minhash,
                                         self.cfg.broadcast_removed_ids, self.checkpoint)
+            if against is not None:
+                against.check_texts(scored, self.checkpoint.rows.get("exact-scores"))
         return scored, verification
 
     def components(self, edges: DataFrame) -> Components:
@@ -194,8 +237,12 @@ class _Stages:
                   edges: DataFrame) -> DataFrame:
         """``duplicates/``, written and read back."""
         with self.timer.stage("survivors"):
-            survivors = self.checkpoint(cluster_survivors(labels, ranks, self.cfg.hub_degree), "survivors")
-            duplicates_table(survivors, exact_copies(exact), edges).write.parquet(self.out.path("duplicates"))
+            if self.against is None:
+                survivors = self.checkpoint(cluster_survivors(labels, ranks, self.cfg.hub_degree), "survivors")
+            else:  # with a "match" column: "index" where the cluster holds indexed documents
+                survivors = self.checkpoint(self.against.survivors(labels, ranks, self.cfg.hub_degree), "survivors")
+            duplicates_table(survivors, exact_copies(exact), edges, self.matched).write.parquet(
+                self.out.path("duplicates"))
             return self.spark.read.schema(DUPLICATES).parquet(self.out.path("duplicates"))
 
     def write(self, documents: DataFrame, duplicates: DataFrame) -> DataFrame:
@@ -204,6 +251,17 @@ class _Stages:
             kept = filter_ids(documents, duplicates.select(DOC_ID), self.cfg.broadcast_removed_ids, keep=False)
             kept.write.parquet(self.out.path("data"))
         return kept
+
+    def index(self, sigs: DataFrame, lsh_documents: DataFrame, duplicates: DataFrame, documents: DataFrame,
+              text_column: str) -> None:
+        """``--save-index`` / ``--update-index``: every document of this run, staged beside the output."""
+        with self.timer.stage("index"):
+            tables = segment_tables(sigs, lsh_documents, duplicates, documents, text_column,
+                                    self.against.ids() if self.against is not None else None)
+            here = HadoopFs(self.spark).qualified(self.cfg.output)
+            run = {"output": here, "data": f"{here}/data", "text_column": text_column, "input": self.cfg.input.path}
+            for writer in self.writers:
+                writer.write(*tables, run)
 
     def check(self, kept: DataFrame, duplicates: DataFrame, scored: DataFrame, verification: Verification,
               n_documents: int) -> dict:
@@ -216,7 +274,7 @@ class _Stages:
             progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
                           near_duplicates=counts["near"])
         return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],
-                **clusters, **edges}
+                **({"index_duplicates": counts["index"]} if self.against is not None else {}), **clusters, **edges}
 
 
 def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: Row, bands: int, rows: int,
@@ -250,11 +308,11 @@ def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) 
     if kept + removed != n_documents or distinct != n_documents:
         raise AccountingError(f"{n_documents} documents in, but {kept} kept + {removed} removed "
                               f"with {distinct} distinct ids written; refusing to publish")
-    return {"kept": kept, "exact": by_match.get("exact", 0), "near": by_match.get("near", 0)}
+    return {"kept": kept, **{match: by_match.get(match, 0) for match in ("exact", "near", "index")}}
 
 
 def _config_dict(cfg: DedupConfig) -> dict:
-    data = asdict(cfg)
+    data = settings_dict(cfg)
     data["keep"] = cfg.keep.value
     data["lsh"]["verify"] = cfg.lsh.verify.value
     return data

@@ -78,22 +78,29 @@ def strongest_links(edges: DataFrame) -> DataFrame:
     return best.select(DOC_ID, F.col("best.id").alias("linked_to"), F.col("best.similarity").alias("similarity"))
 
 
-def duplicates_table(survivors: DataFrame, exact_copies: DataFrame, edges: DataFrame) -> DataFrame:
+def duplicates_table(survivors: DataFrame, exact_copies: DataFrame, edges: DataFrame,
+                     index_matches: DataFrame | None = None) -> DataFrame:
     """The ``DUPLICATES`` rows: every non-survivor of a cluster, linked by its strongest verified edge
-    (``near``), and every exact copy ``(doc_id, rep)``, linked to its representative (``exact``).
+    (``near``, or ``index`` where ``survivors`` names that match), and every exact copy
+    ``(doc_id, rep)``, linked to its representative (``exact``); under ``--against`` also
+    ``index_matches``, the exact copies of indexed documents (``DUPLICATES`` rows already).
 
     An exact copy belongs to the cluster of its representative, whose survivor may be another
     document; a representative in no cluster is its own survivor.
     """
+    match = F.col("match") if "match" in survivors.columns else F.lit("near")
     near = (survivors.filter(F.col(DOC_ID) != F.col("survivor"))
             .join(strongest_links(edges), DOC_ID)
             .select(DOC_ID, F.col("survivor").alias("cluster_id"), "linked_to", "similarity",
-                    F.lit("near").alias("match")))
+                    match.alias("match")))
     exact = (exact_copies.join(survivors.select(F.col(DOC_ID).alias("rep"), "survivor"), "rep", "left")
              .select(DOC_ID, F.coalesce("survivor", "rep").alias("cluster_id"),
                      F.col("rep").alias("linked_to"), F.lit(1.0).alias("similarity"),
                      F.lit("exact").alias("match")))
-    return conform(near.unionByName(exact), DUPLICATES, "duplicates")
+    removed = near.unionByName(exact)
+    if index_matches is not None:
+        removed = removed.unionByName(index_matches)
+    return conform(removed, DUPLICATES, "duplicates")
 
 
 def cluster_sizes(duplicates: DataFrame, *aggregates: Column) -> DataFrame:

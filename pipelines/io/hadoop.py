@@ -37,9 +37,20 @@ class HadoopFs:
         p = self._jvm.org.apache.hadoop.fs.Path(path)
         return p, p.getFileSystem(self._conf)
 
+    def qualified(self, path: str) -> str:
+        """``path`` in full as Hadoop names it (``file:/abs/dir``, ``gs://bucket/dir``)."""
+        p, fs = self._resolve(path)
+        return str(fs.makeQualified(p).toString())
+
     def exists(self, path: str) -> bool:
         p, fs = self._resolve(path)
         return bool(fs.exists(p))
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy the file or directory ``src`` to ``dst``; the two may be on different filesystems."""
+        (sp, sfs), (dp, dfs) = self._resolve(src), self._resolve(dst)
+        if not self._jvm.org.apache.hadoop.fs.FileUtil.copy(sfs, sp, dfs, dp, False, self._conf):
+            raise OSError(f"could not copy {src!r} to {dst!r}")
 
     def is_dir(self, path: str) -> bool:
         p, fs = self._resolve(path)

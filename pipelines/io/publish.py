@@ -78,6 +78,10 @@ class OutputDir:
     def delete(self, path: str) -> None:
         self._fs.delete(path)
 
+    def copy_in(self, source: str, relative: str) -> None:
+        """Copy the file or directory ``source`` (any filesystem) to ``relative`` inside the staging directory."""
+        self._fs.copy(source, self.path(relative))
+
     def publish(self) -> str:
         """Move staging into place (replacing an old output if allowed), then mark success: ``_SUCCESS`` last."""
         self._fs.delete(self.path(SUCCESS))  # only ever written in the final place

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import PrepareConfig, ReportConfig, stage_dir
 from pipelines.dedup.checkpoints import run_key
-from pipelines.dedup.pipeline import run_dedup
+from pipelines.dedup.pipeline import indexed_runs, run_dedup
 from pipelines.errors import OneLineError, UserError
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
@@ -131,7 +131,7 @@ def _finish(fs: HadoopFs, cfg: PrepareConfig, stage: str, fingerprint: str, stam
 
 def _dedup(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig):
     root = cfg.dedup.output
-    fingerprint = run_key(fs, cfg.dedup)
+    fingerprint = run_key(fs, cfg.dedup, [run.id for run in indexed_runs(cfg.dedup, fs)])
     outcome, stats, reason = _reuse(fs, cfg, "dedup", fingerprint, lambda: st.verify_dedup(spark, fs, root))
     if outcome:
         return outcome, stats

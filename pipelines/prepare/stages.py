@@ -59,7 +59,7 @@ def verify_dedup(spark: SparkSession, fs: HadoopFs, root: str) -> tuple[dict, st
         removed = spark.read.parquet(f"{root}/duplicates").count()
     except Exception as exc:  # unreadable JSON or Parquet: the output is damaged
         raise StageInvalid(f"{root} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
-    expected = (stats.get("kept"), stats.get("exact_duplicates", 0) + stats.get("near_duplicates", 0))
+    expected = (stats.get("kept"), sum(stats.get(f"{match}_duplicates", 0) for match in ("exact", "near", "index")))
     if (kept, removed) != expected:
         raise StageInvalid(f"{root} holds {kept} kept / {removed} removed rows, stats.json says "
                            f"{expected[0]} / {expected[1]}")

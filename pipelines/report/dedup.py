@@ -107,6 +107,8 @@ def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bo
             ("empty texts (kept, not compared)", stats["empty"]),
             ("exact duplicates removed", Raw(_share(stats["exact_duplicates"], docs))),
             ("near duplicates removed", Raw(_share(stats["near_duplicates"], docs))),
+            *([("duplicates of indexed documents removed", Raw(_share(stats["index_duplicates"], docs)))]
+              if "index" in stats else []),
             ("documents kept", Raw(_share(stats["kept"], docs))),
             ("duplicate clusters", stats["clusters"]),
             ("largest cluster", stats["largest_cluster"]),
@@ -125,7 +127,7 @@ def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bo
                     *_exact_rows(stats["exact_verification"]),
                     ("duplicate edges", stats["verified_edges"]),
                     ("connected-component rounds", stats["cc_rounds"])]))
-    parts = [summary, banding]
+    parts = [summary, *([_earlier_runs(stats["index"])] if "index" in stats else []), banding]
     if clusters is not None:
         parts.append(section("Cluster sizes", figure(f"{image_dir}/{IMAGES['cluster_sizes']}",
                                                      "How many clusters have each size (log scale).",
@@ -136,6 +138,17 @@ def sections(stats: dict, clusters: dict | None, image_dir: str, stage_chart: bo
                              figure(f"{image_dir}/{IMAGES['stages']}", "Wall-clock seconds of each dedup stage.",
                                     "dedup stage times")))
     return parts
+
+
+def _earlier_runs(index: dict) -> Raw:
+    """``--against``: per indexed run, the new documents now in the cluster of one of its survivors."""
+    rows = [[run["output"], run["documents"], run["matched"]] for run in index["runs"]]
+    return section("Earlier runs (--against)",
+                   paragraph(f"{index['indexed_documents']:,} indexed documents of {len(rows)} earlier runs; "
+                             f"{index['exact_matches']:,} new documents were exact copies of one. A new document "
+                             "counts for the run whose survivor now represents it.", "note"),
+                   table(["run", "indexed documents", "new documents matched"], rows,
+                         {"indexed documents", "new documents matched"}))
 
 
 def _largest(clusters: dict) -> Raw:

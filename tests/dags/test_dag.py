@@ -33,6 +33,7 @@ STAGES = ("dedup", "pack", "report")
 RUN = {"input": "gs://corp/in/*.parquet", "output": "gs://corp/runs/v1", "artifacts": "gs://corp/cp/0.1.0",
        "project": "proj-a", "region": "europe-west4", "cluster": "cp-big",
        "job_args": ["--seq-len", "512", "--train-tokenizer", "--feature-names", "seqio"],
+       "against": ["gs://corp/index"], "save_index": "", "update_index": "gs://corp/index",
        "driver_python": "/opt/cp-env/bin/python"}
 RUN_AFTER = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 TARGET = commands.Target(RUN["project"], RUN["region"], RUN["artifacts"])
@@ -48,7 +49,8 @@ def dagbag():
 
 
 def _args(stage: str) -> list[str]:
-    return commands.prepare_args(RUN["input"], RUN["output"], stage, tuple(RUN["job_args"]))
+    return commands.prepare_args(RUN["input"], RUN["output"], stage, tuple(RUN["job_args"]),
+                                 against=tuple(RUN["against"]), update_index=RUN["update_index"])
 
 
 def _rendered(dag, stage: str, try_number: int = 1):
@@ -105,6 +107,13 @@ def test_dataproc_job_body(dagbag, stage):
     argv = commands.submit_job(TARGET, RUN["cluster"], _args(stage))
     assert argv[argv.index("--") + 1:] == task.job["pyspark_job"]["args"]
     assert argv[5] == task.job["pyspark_job"]["main_python_file_uri"]
+
+
+def test_a_scheduled_run_chains_through_the_index(dagbag):
+    """The run's index params reach the dedup stage as the job's own options."""
+    args = _rendered(dagbag.dags["corpus_prep_dataproc"], "dedup").job["pyspark_job"]["args"]
+    assert args[args.index("--against") + 1] == args[args.index("--update-index") + 1] == "gs://corp/index"
+    assert "--save-index" not in args
 
 
 @pytest.mark.parametrize("stage", STAGES)

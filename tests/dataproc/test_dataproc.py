@@ -8,6 +8,8 @@ import pytest
 
 from dataproc import commands
 from dataproc.__main__ import main
+from pipelines.config import IndexConfig
+from pipelines.prepare.cli import prepare_config, prepare_parser
 
 TARGET = commands.Target("proj", "europe-west4", "gs://bkt/corpus-prep/0.1.0/")
 PINS = "pyarrow==26.0.1,numpy==2.4.6,scipy==1.17.1,numba==0.68.1,pandas==2.3.3,tokenizers==0.23.3,matplotlib==3.11.2"
@@ -51,6 +53,14 @@ def test_submit_job_ships_the_wheel_and_passes_job_args_after_separator():
                     "--project=proj", "--region=europe-west4", "--cluster=c1",
                     "--py-files=gs://bkt/corpus-prep/0.1.0/corpus_prep-0.1.0-py3-none-any.whl", "--labels=stage=dedup",
                     "--", "--input", "gs://in/*.parquet", "--output", "gs://out/run", "--stages", "dedup"]
+
+
+def test_prepare_args_carry_the_index_options_to_the_dedup_stage():
+    args = commands.prepare_args("gs://in/02", "gs://out/02", "dedup", ("--train-tokenizer",),
+                                 against=("gs://idx/01", "gs://idx/extra"), save_index="gs://idx/02")
+    cfg = prepare_config(prepare_parser().parse_args(args))
+    assert cfg.dedup.index == IndexConfig(against=("gs://idx/01", "gs://idx/extra"), save="gs://idx/02")
+    assert commands.prepare_args("gs://in", "gs://out") == ["--input", "gs://in", "--output", "gs://out"]
 
 
 def test_batch_runs_the_packed_environment_on_runtime_3():

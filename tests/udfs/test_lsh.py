@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 from scipy.integrate import quad
 
-from udfs.lsh import (band_keys, bucket_pairs, collision_probability, optimal_bands_rows, signature_agreement,
-                      split_by_part)
+from udfs.lsh import (band_keys, bucket_pairs, bucket_pairs_against, collision_probability, optimal_bands_rows,
+                      signature_agreement, split_by_part)
 from udfs.minhash import compute_signatures, permutations
 
 
@@ -99,6 +99,26 @@ def test_bucket_pairs_compare_every_pair_of_small_buckets_and_bounded_partners_i
     biggest = in_large[large.index(set(by_id))]
     assert len(biggest & {(y, x) for x, y in zip(by_id, by_id[1:])}) < len(by_id) // 10
     assert bucket_pairs(keys[:0], ids[:0], all_pairs_up_to, neighbours)[0].size == 0
+
+
+def test_bucket_pairs_against_an_index_are_the_pairs_of_one_pass_over_both_that_involve_a_new_row():
+    """What incremental dedup relies on: the pairs of the new rows are those of a joint pass,
+    large (sampled) buckets included, and no pair of two indexed rows comes out."""
+    rng = np.random.default_rng(5)
+    n_new, n_old, all_pairs_up_to, neighbours = 1500, 6000, 6, 3
+    keys = rng.integers(-500, 500, n_new + n_old)
+    keys[:40] = keys[n_new:n_new + 200] = 999  # a large bucket of both kinds
+    keys[n_new + 200:n_new + 260] = 777  # a large bucket of indexed rows only
+    ids = rng.choice(np.arange(-10**12, 10**12, 7919), n_new + n_old, replace=False)
+    new_ids = set(ids[:n_new].tolist())
+    joint = set(zip(*(a.tolist() for a in bucket_pairs(keys, ids, all_pairs_up_to, neighbours))))
+    expected = {p for p in joint if p[0] in new_ids or p[1] in new_ids}
+    src, dst = bucket_pairs_against(keys[:n_new], ids[:n_new], keys[n_new:], ids[n_new:], all_pairs_up_to,
+                                    neighbours)
+    got = set(zip(src.tolist(), dst.tolist()))
+    assert got == expected and len(got) == len(src)
+    kinds = collections.Counter((a in new_ids) + (b in new_ids) for a, b in got)
+    assert kinds[1] > 0 and kinds[2] > 0 and kinds[0] == 0  # new–indexed and new–new pairs, nothing else
 
 
 def test_split_by_part_keeps_each_key_in_one_part_and_loses_no_pair():
