@@ -42,11 +42,14 @@ from pipelines.dedup.pipeline import run_dedup  # noqa: E402
 from pipelines.spark_session import get_spark  # noqa: E402
 
 
-def split_by_release(path: str, new_releases: int) -> pa.Table:
-    """The corpus with ``batch`` = 0 for each package's newest ``new_releases`` releases, else 1."""
+def split_by_release(path: str, new_releases: int, packages: list[str] | None = None) -> pa.Table:
+    """The corpus (of ``packages`` only, if given) with ``batch`` = 0 for each package's newest
+    ``new_releases`` releases, else 1."""
     from packaging.version import Version
 
     table = pq.read_table(path, columns=["id", "package", "version", "content"])
+    if packages:
+        table = table.filter(pc.is_in(table["package"], pa.array(packages)))
     newest = set()
     for package in pc.unique(table["package"]).to_pylist():
         rows = table.filter(pc.equal(table["package"], package))

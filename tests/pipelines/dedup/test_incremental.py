@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.incremental_cost import split_by_release
 from benchmarks.synthetic_corpus import generate, jaccard, word_shingles
 from jobs.dedup import main as dedup_main
 from pipelines.config import IndexConfig, KeepPolicy
@@ -297,6 +298,24 @@ def test_a_real_corpus_split_into_releases_keeps_what_one_run_keeps(spark, tmp_p
     assert _kept(tmp_path / "out_b") == _kept(tmp_path / "out_ab") & new
     assert b.stats["index_duplicates"] > 0
     assert _linked_at_threshold(_removed(tmp_path / "out_b"), dict(enumerate(texts))) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CORPUS_PREP_REAL_CORPUS"),
+                    reason="CORPUS_PREP_REAL_CORPUS names no benchmarks/real_corpus.py file (nothing is downloaded)")
+def test_new_releases_against_an_index_of_old_ones_keep_what_one_run_keeps(spark, tmp_path):
+    """A corpus of ``benchmarks/real_corpus.py``, four packages: their newest three releases against an
+    index of the older ones (the full corpus: ``benchmarks/incremental_cost.py``, BENCHMARKS.md)."""
+    table = split_by_release(os.environ["CORPUS_PREP_REAL_CORPUS"], 3,
+                             ["requests", "attrs", "itsdangerous", "MarkupSafe"])
+    paths = _write_batches(tmp_path, table["id"].to_pylist(), table["content"].to_pylist(),
+                           table["batch"].to_pylist())
+    _run(spark, paths[1], tmp_path / "out_old", save=tmp_path / "idx")
+    b = _run(spark, paths[0], tmp_path / "out_new", against=[tmp_path / "idx"])
+    _run(spark, str(tmp_path / "all.parquet"), tmp_path / "out_both")
+    new = {i for i, k in zip(table["id"].to_pylist(), table["batch"].to_pylist()) if k == 0}
+    assert _kept(tmp_path / "out_new") == _kept(tmp_path / "out_both") & new
+    assert b.stats["index_duplicates"] > 0
 
 
 def test_prepare_chains_runs_through_one_index_and_reports_the_matches(spark, tmp_path):
