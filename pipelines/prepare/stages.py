@@ -48,7 +48,8 @@ def dedup_fingerprint(fs: Fs, cfg: DedupConfig) -> str:
     listing = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
     value = {"settings": _settings(cfg), "input": listing}
     if cfg.index.against:  # the indexed runs matched against (an index this stage updated still gives the same)
-        value["indexed_runs"] = [run.id for run in earlier_runs(read_indexes(cfg, *choose_bands_rows(cfg)), fs, cfg.output)]
+        runs = earlier_runs(read_indexes(cfg, *choose_bands_rows(cfg)), fs, cfg.output)
+        value["indexed_runs"] = [run.id for run in runs]
     return digest(value)
 
 
