@@ -143,7 +143,6 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
     return src[distinct], dst[distinct]
 
 
-
 def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.ndarray, indexed_ids: np.ndarray,
                          all_pairs_up_to: int, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bucket_pairs` over the rows together with the indexed rows of their buckets, less the
@@ -161,6 +160,7 @@ def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.nda
                             all_pairs_up_to, neighbours)
     new = ~(np.isin(src, old_ids) & np.isin(dst, old_ids))
     return src[new], dst[new]
+
 
 @njit(cache=True)
 def signature_agreement(left, right):

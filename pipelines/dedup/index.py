@@ -14,8 +14,8 @@ Layout of ``INDEX/`` (published atomically, ``_SUCCESS`` last, like every output
   texts are not copied: the run's ``data/`` holds them. Both are read only for the exact
   Jaccard of uncertain pairs, and only for the runs those pairs involve.
 
-A later run reads the band keys, the exact hashes, and the signatures of its candidates
-(``pipelines.dedup.against``); never the old input. ``--update-index`` copies the segments of
+A later run reads the band keys and the exact hashes, and the signature column filtered to its
+candidates as it is read (``pipelines.dedup.against``); never the old input. ``--update-index`` copies the segments of
 the ``--against`` indexes (files, not rows) beside the new one; ``--save-index`` writes the
 new one alone, and several indexes can be passed to ``--against`` together. A run whose
 ``output`` is this run's own is an earlier attempt at the same batch: it is neither matched
