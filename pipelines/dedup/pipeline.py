@@ -165,7 +165,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         # are: no second pass through the exact-copy join that selected those documents.
         scored = checkpoint(score_edges(candidates, sigs, cfg.minhash.num_perm), "scored")
         verification = verify_edges(scored, documents, corpus.text_column, cfg.lsh, cfg.minhash,
-                                    cfg.broadcast_removed_ids, checkpoint)
+                                    cfg.broadcast_removed_ids, cfg.hub_degree, checkpoint)
         kept_edges = verification.edges
     with timer.stage("components") as progress:
         components = connected_components(kept_edges.select("src", "dst"), checkpoint, cfg.max_cc_rounds,
