@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import EMPTY_SLOT, compute_signatures, pair_jaccard, permutations, set_jaccard, shingle_sets
+from udfs.minhash import (EMPTY_SLOT, ShingleSets, compute_signatures, pair_jaccard, permutations, set_jaccard,
+                          shingle_sets)
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
@@ -297,16 +298,18 @@ def test_shingle_sets_of_long_and_repetitive_documents_are_sorted_and_distinct()
     np.testing.assert_array_equal(alone.values, sets.values[sets.offsets[1]:sets.offsets[2]])
 
 
-def test_pair_jaccard_looks_documents_up_by_id():
-    texts = ["a b c d e f", "a b c d e g", "x y z", "a b c d e f"]
-    ids = np.array([40, -7, 12, 40])  # any order; a repeated id comes with the same text
-    src, dst = np.array([40, 40, -7, 12]), np.array([-7, 12, 12, 40])
-    got = pair_jaccard(ids, pa.array(texts), src, dst, ngram=2, char_ngrams=False)
-    sets = {i: python_shingle_set(t, 2, False) for i, t in zip(ids, texts)}
-    assert list(got) == [len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in zip(src, dst)]
-    assert got[0] == 4 / 6 and got[1] == 0.0
+def test_pair_jaccard_looks_documents_up_by_id_in_concatenated_sets():
+    texts = ["a b c d e f", "a b c d e g", "", "x y z", "a b c d e f"]
+    ids = np.array([40, -7, 5, 12, 40])  # any order; a repeated id comes with the same text
+    batches = [texts[:2], texts[2:3], [], texts[3:]]  # shingled in parts, as a task receives them
+    sets = ShingleSets.concat([shingle_sets(pa.array(b, pa.string()), ngram=2, char_ngrams=False) for b in batches])
+    src, dst = np.array([40, 40, -7, 12, 5]), np.array([-7, 12, 12, 40, 40])
+    got = pair_jaccard(ids, sets, src, dst)
+    python = {i: python_shingle_set(t, 2, False) for i, t in zip(ids, texts)}
+    assert list(got) == [len(python[a] & python[b]) / len(python[a] | python[b]) for a, b in zip(src, dst)]
+    assert got[0] == 4 / 6 and got[1] == 0.0 and got[4] == 0.0
     with pytest.raises(KeyError):
-        pair_jaccard(ids, pa.array(texts), np.array([40]), np.array([13]), ngram=2, char_ngrams=False)
+        pair_jaccard(ids, sets, np.array([40]), np.array([13]))
 
 
 def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():

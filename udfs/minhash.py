@@ -437,6 +437,13 @@ class ShingleSets:
     offsets: np.ndarray  # int64, one more than there are documents
     values: np.ndarray  # uint64
 
+    @staticmethod
+    def concat(parts: list[ShingleSets]) -> ShingleSets:
+        """The sets of all ``parts``, in order, as one table."""
+        starts = np.cumsum([0] + [len(p.values) for p in parts])
+        offsets = [np.zeros(1, np.int64)] + [p.offsets[1:] + start for p, start in zip(parts, starts)]
+        return ShingleSets(np.concatenate(offsets), np.concatenate([np.zeros(0, np.uint64)] + [p.values for p in parts]))
+
 
 def shingle_sets(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool) -> ShingleSets:
     """Each text's shingle set.
@@ -490,18 +497,12 @@ def set_jaccard(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.nd
     return out
 
 
-def pair_jaccard(doc_ids: np.ndarray, texts: pa.Array | pa.ChunkedArray, src: np.ndarray, dst: np.ndarray,
-                 *, ngram: int, char_ngrams: bool) -> np.ndarray:
-    """Exact Jaccard of the texts of documents ``src[p]`` and ``dst[p]``, where ``texts[k]`` is
-    the text of document ``doc_ids[k]`` (an id may repeat, with the same text).
-
-    Each distinct document is shingled once, however many pairs it is in.
-    """
+def pair_jaccard(doc_ids: np.ndarray, sets: ShingleSets, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of the sets of documents ``src[p]`` and ``dst[p]``, where set ``k`` of
+    ``sets`` is document ``doc_ids[k]``'s (an id may repeat, with the same set)."""
     ids, first = np.unique(np.asarray(doc_ids, dtype=np.int64), return_index=True)
-    left, right = np.searchsorted(ids, src), np.searchsorted(ids, dst)
-    found = np.concatenate([left, right])
+    at_src, at_dst = np.searchsorted(ids, src), np.searchsorted(ids, dst)
+    found = np.concatenate([at_src, at_dst])
     if len(found) and (found.max() >= len(ids) or np.any(ids[found] != np.concatenate([src, dst]))):
-        raise KeyError("a pair names a document whose text is not given")
-    sets = shingle_sets(texts.take(pa.array(first)), ngram=ngram, char_ngrams=char_ngrams)
-    return set_jaccard(sets, left, right)
-
+        raise KeyError("a pair names a document whose set is not given")
+    return set_jaccard(sets, first[at_src], first[at_dst])

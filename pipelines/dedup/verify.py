@@ -48,7 +48,7 @@ from pipelines.config import LshConfig, MinHashConfig, VerifyMode
 from schemas.tables import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.lsh import signature_agreement
-from udfs.minhash import pair_jaccard
+from udfs.minhash import ShingleSets, pair_jaccard, shingle_sets
 
 
 def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataFrame:
@@ -113,7 +113,8 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
 
     Each pair gets a home; a document's text is sent once to each home that needs it, the
     pairs of a home arrive in the same shuffle partition, and one pass there shingles each
-    text once and merges the sorted sets of every pair (:func:`udfs.minhash.pair_jaccard`).
+    text as it arrives (a task holds its partition's sets, not its texts) and merges the
+    sorted sets of every pair (:func:`udfs.minhash.pair_jaccard`).
     Up to ``broadcast_limit / 2`` pairs are collected and homed on the driver by connected
     component (:func:`pair_homes`), their needs broadcast to the texts. Beyond it a pair's
     home is a hash of the pair into the shuffle partitions, and the needs are joined to the
@@ -136,22 +137,22 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
     names = EXACT_SCORED_EDGES.fieldNames()
 
     def score(batches):
-        """All rows of the partition's homes: the texts first held, then every pair scored."""
-        ids, texts, scored = [], [], []
+        """All rows of the partition's homes: each text shingled as it arrives, then every pair scored."""
+        ids, sets, pair_rows = [], [], []
         for batch in batches:
             is_text = batch.column(DOC_ID).is_valid()
-            ids.append(batch.column(DOC_ID).filter(is_text))
-            texts.append(batch.column("text").filter(is_text).cast(pa.large_string()))
-            scored.append(batch.filter(pc.invert(is_text)).select(["src", "dst", "similarity"]))
-        if not scored:
+            ids.append(batch.column(DOC_ID).filter(is_text).to_numpy())
+            sets.append(shingle_sets(batch.column("text").filter(is_text), ngram=ngram, char_ngrams=char_ngrams))
+            pair_rows.append(batch.filter(pc.invert(is_text)).select(["src", "dst", "similarity"]))
+        if not pair_rows:
             return
-        pairs = pa.Table.from_batches(scored)
-        src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
-        exact = pair_jaccard(pa.chunked_array(ids, pa.int64()).to_numpy(), pa.chunked_array(texts, pa.large_string()),
-                             src, dst, ngram=ngram, char_ngrams=char_ngrams)
+        table = pa.Table.from_batches(pair_rows)
+        src, dst = table.column("src").to_numpy(), table.column("dst").to_numpy()
+        exact = pair_jaccard(np.concatenate(ids), ShingleSets.concat(sets), src, dst)
         yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(exact),
-                                          pairs.column("similarity").combine_chunks()], names=names)
+                                          table.column("similarity").combine_chunks()], names=names)
 
+    # No partition count: AQE packs the homes' shuffle partitions into tasks of its advisory size.
     return rows.repartition("home").mapInArrow(score, EXACT_SCORED_EDGES)
 
 
