@@ -119,7 +119,8 @@ def dedup_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-priority", metavar="COLUMN", default=None,
                    help="keep the member with the highest value of COLUMN (ties: smallest id)")
     p.add_argument("--hub-degree", type=int, default=dd.hub_degree,
-                   help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
+                   help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task; "
+                        "exact verification scores pairs in homes of at most this many documents")
     p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                    help="clusters of this many documents are listed in stats.json (giant_clusters)")
     add_spark_arguments(p)
