@@ -7,6 +7,10 @@ one warm-up run, alternating ``estimate, exact, exact, estimate, …`` so that a
 getting busier or quieter weighs on both alike. Reports each run's wall seconds and stage
 seconds, the median of each mode and their ratio, and what exact verification did
 (``stats.json: exact_verification``).
+
+On a shared machine wall time is mostly other jobs' doing; each run also reports the CPU
+seconds of this process tree (driver, JVM, Python workers) and the load average, and the
+CPU ratio of the medians: work the job did, whatever else was running.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import statistics
 import sys
 import time
 
+import psutil
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -27,15 +33,29 @@ from pipelines.dedup.pipeline import run_dedup  # noqa: E402
 from pipelines.spark_session import get_spark  # noqa: E402
 
 
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and all its descendants, ended ones included."""
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            t = process.cpu_times()
+        except psutil.Error:  # exited since it was listed
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def timed_run(spark, corpus: str, id_column: str | None, mode: VerifyMode, out: str) -> dict:
     """One run from scratch: no output and no staging work of an earlier run to resume from."""
     parent = os.path.dirname(out)
     for name in os.listdir(parent) if os.path.isdir(parent) else []:
         shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     cfg = DedupConfig(input=InputConfig(path=corpus, id_column=id_column), output=out, lsh=LshConfig(verify=mode))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     stats = run_dedup(cfg, spark=spark).stats
     return {"mode": mode.value, "seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(cpu_seconds() - cpu, 1), "load_average": round(os.getloadavg()[0], 1),
             "stages": {k: round(v, 1) for k, v in stats["stage_seconds"].items()},
             "kept": stats["kept"], "near": stats["near_duplicates"], "exact_verification": stats["exact_verification"]}
 
@@ -55,9 +75,11 @@ def main() -> None:
     for mode in order[:2 * args.rounds]:
         runs.append(timed_run(spark, args.corpus, args.id_column, mode, out))
         print(json.dumps(runs[-1]), flush=True)
-    median = {m.value: statistics.median(r["seconds"] for r in runs if r["mode"] == m.value)
-              for m in (VerifyMode.ESTIMATE, VerifyMode.EXACT)}
-    print(json.dumps({"median_seconds": median, "exact_over_estimate": round(median["exact"] / median["estimate"], 3)}))
+    seconds, cpu = ({m.value: statistics.median(r[key] for r in runs if r["mode"] == m.value)
+                     for m in (VerifyMode.ESTIMATE, VerifyMode.EXACT)} for key in ("seconds", "cpu_seconds"))
+    print(json.dumps({"median_seconds": seconds, "median_cpu_seconds": cpu,
+                      "exact_over_estimate": round(seconds["exact"] / seconds["estimate"], 3),
+                      "exact_over_estimate_cpu": round(cpu["exact"] / cpu["estimate"], 3)}))
 
 
 if __name__ == "__main__":

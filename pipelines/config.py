@@ -162,7 +162,8 @@ class DedupConfig:
     keep: KeepPolicy = KeepPolicy.SMALLEST_ID
     keep_priority_column: str | None = None
     # Keys (nodes, clusters, exact-copy groups) with at least this many rows are joined by
-    # broadcast instead of a shuffle, so no task receives a whole hub (pipelines/dedup/skew.py).
+    # broadcast instead of a shuffle, so no task receives a whole hub (pipelines/dedup/skew.py);
+    # exact verification cuts uncertain pairs into homes of at most this many documents (verify.py).
     hub_degree: int = 10_000
     # Clusters of at least this many documents are listed in stats.json (giant_clusters).
     giant_cluster_size: int = 10_000

@@ -19,7 +19,7 @@ from pipelines.config import SparkConfig
 # small enough that a batch of long documents stays well inside a worker's memory.
 ARROW_BATCH_ROWS = 2048
 # ... and never more bytes than this: a batch of 2,048 source files of a few megabytes each
-# (or of text pairs for exact verification) would otherwise fill a worker.
+# (or of texts for exact verification) would otherwise fill a worker.
 ARROW_BATCH_BYTES = 64 * 2**20
 ZSTD_LEVEL = "parquet.compression.codec.zstd.level"
 

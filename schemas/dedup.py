@@ -58,13 +58,6 @@ EXACT_SCORED_EDGES = StructType([
     StructField("estimate", DoubleType(), False),
 ])
 
-# One document's shingle set (``udfs.minhash.shingle_sets``: sorted distinct 64-bit hashes,
-# little-endian), for the exact Jaccard of uncertain pairs.
-SHINGLE_SETS = StructType([
-    StructField(DOC_ID, LongType(), False),
-    StructField("shingles", BinaryType(), False),
-])
-
 # DIR/duplicates/: every removed document, the survivor of its cluster and the edge that linked it.
 DUPLICATES = StructType([
     StructField(DOC_ID, LongType(), False),

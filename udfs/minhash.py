@@ -339,21 +339,52 @@ def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ng
 
 
 @njit(inline="always")
-def _shingle_set(data, start, end, tables, fold_case, ngram, char_mode, scratch, lanes, states):
-    """The distinct 64-bit shingle hashes of one document, sorted, in ``states[:count]``.
+def _sorted_distinct(values, count, spare, ends):
+    """Sort ``values[:count]`` and drop repeats, in place; returns the distinct count.
 
-    Returns ``count``, or -1 at malformed UTF-8 under ``fold_case``. The shingles are the
-    ones the signature is drawn from (same scan, same windows), before their fold to 32 bits.
+    Shingle hashes are uniform 64-bit values, so a counting sort on their top
+    ``b = ceil(log2 count)`` bits leaves about one value per bucket: one pass to count, one
+    to scatter into ``spare``, and an insertion sort per bucket finish in expected linear time
+    (``np.sort``, a comparison sort, costs about twice the whole scan). A crowded bucket —
+    repeats of one shingle, which land together — goes to ``np.sort``, so no input is
+    quadratic. ``spare`` holds ``count`` values and ``ends`` ``2 * count`` counters.
     """
-    _, n_units = _units(data, start, end, tables, fold_case, char_mode, scratch, lanes)
-    if n_units < 0:
-        return -1
-    count = _shingle_hashes(lanes, n_units, ngram, states)
-    states[:count] = np.sort(states[:count])
+    if count < 2:
+        return count
+    bits = 1
+    while (1 << bits) < count:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    buckets = 1 << bits
+    ends[:buckets] = 0
+    for w in range(count):
+        ends[values[w] >> shift] += 1
+    total = 0
+    for k in range(buckets):  # ends[k] becomes where bucket k starts
+        total += ends[k]
+        ends[k] = total - ends[k]
+    for w in range(count):  # ... and, after the scatter, where it ends
+        k = values[w] >> shift
+        spare[ends[k]] = values[w]
+        ends[k] += 1
+    start = 0
+    for k in range(buckets):
+        end = ends[k]
+        if end - start > 16:
+            spare[start:end] = np.sort(spare[start:end])
+        else:
+            for i in range(start + 1, end):
+                v = spare[i]
+                j = i
+                while j > start and spare[j - 1] > v:
+                    spare[j] = spare[j - 1]
+                    j -= 1
+                spare[j] = v
+        start = end
     distinct = 0
     for w in range(count):
-        if distinct == 0 or states[w] != states[distinct - 1]:
-            states[distinct] = states[w]
+        if distinct == 0 or spare[w] != values[distinct - 1]:
+            values[distinct] = spare[w]
             distinct += 1
     return distinct
 
@@ -363,6 +394,9 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
     """The sorted distinct shingle hashes of every document, concatenated; ``set_offsets[d]``
     is where document ``d``'s set starts. Returns ``(ok, values)``; ``ok`` is False at the
     first malformed UTF-8 under ``fold_case`` (the caller lowercases with Arrow and reruns).
+
+    The shingles are the ones the signature is drawn from (same scan, same windows), before
+    their fold to 32 bits.
     """
     n_docs = offsets.shape[0] - 1
     longest = 0
@@ -371,16 +405,18 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
     scratch = np.empty(int(np.ceil(longest * MAX_LOWERCASE_GROWTH)) + 4, dtype=np.uint8)
     lanes = np.empty(longest + 1, dtype=np.uint64)
     states = np.empty(longest + 1, dtype=np.uint64)
+    spare = np.empty(longest + 1, dtype=np.uint64)
+    ends = np.empty(2 * longest + 2, dtype=np.int64)
     values = np.empty(data.shape[0] // 4 + n_docs + 1, dtype=np.uint64)  # grown when needed
     filled = 0
     set_offsets[0] = 0
     for d in range(n_docs):
         count = 0
         if valid[d]:
-            count = _shingle_set(data, offsets[d], offsets[d + 1], tables, fold_case, ngram, char_mode,
-                                 scratch, lanes, states)
-            if count < 0:
+            _, n_units = _units(data, offsets[d], offsets[d + 1], tables, fold_case, char_mode, scratch, lanes)
+            if n_units < 0:
                 return False, values[:0]
+            count = _sorted_distinct(states, _shingle_hashes(lanes, n_units, ngram, states), spare, ends)
         if filled + count > values.shape[0]:
             grown = np.empty(max(2 * values.shape[0], filled + count), dtype=np.uint64)
             grown[:filled] = values[:filled]
@@ -391,9 +427,24 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
     return True, values[:filled]
 
 
-def shingle_sets(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool) -> pa.Array:
-    """Each text's shingle set as one ``binary`` value: its distinct 64-bit shingle hashes,
-    sorted, little-endian.
+@dataclass(frozen=True)
+class ShingleSets:
+    """Documents' shingle sets: set ``d`` is ``values[offsets[d]:offsets[d + 1]]``, the
+    distinct 64-bit shingle hashes of document ``d``, ascending."""
+
+    offsets: np.ndarray  # int64, one more than there are documents
+    values: np.ndarray  # uint64
+
+    @staticmethod
+    def concat(parts: list[ShingleSets]) -> ShingleSets:
+        """The sets of all ``parts``, in order, as one table."""
+        starts = np.cumsum([0] + [len(p.values) for p in parts])
+        offsets = [np.zeros(1, np.int64)] + [p.offsets[1:] + start for p, start in zip(parts, starts)]
+        return ShingleSets(np.concatenate(offsets), np.concatenate([np.zeros(0, np.uint64)] + [p.values for p in parts]))
+
+
+def shingle_sets(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool) -> ShingleSets:
+    """Each text's shingle set.
 
     These are the shingles the signature is drawn from (same scan, same windows), before
     their fold to 32 bits; two distinct shingles of one pair of documents collide with chance
@@ -407,54 +458,49 @@ def shingle_sets(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: 
     ok, values = _shingle_sets_kernel(*string_buffers(texts), TABLES, True, *params)
     if not ok:  # malformed UTF-8, as in compute_signatures
         _, values = _shingle_sets_kernel(*string_buffers(lowercase(texts)), TABLES, False, *params)
-    byte_offsets = set_offsets * 8
-    if byte_offsets[-1] >= 2**31:
-        return pa.Array.from_buffers(pa.large_binary(), len(texts),
-                                     [None, pa.py_buffer(byte_offsets), pa.py_buffer(values.astype("<u8"))])
-    return pa.Array.from_buffers(pa.binary(), len(texts), [None, pa.py_buffer(byte_offsets.astype(np.int32)),
-                                                          pa.py_buffer(values.astype("<u8"))])
+    return ShingleSets(set_offsets, values)
 
 
 @njit(cache=True)
-def _set_jaccard_kernel(a_offsets, a_values, b_offsets, b_values, out):
-    for d in range(out.shape[0]):
-        i, i_end = a_offsets[d], a_offsets[d + 1]
-        j, j_end = b_offsets[d], b_offsets[d + 1]
+def _set_jaccard_kernel(offsets, values, left, right, out):
+    for p in range(out.shape[0]):
+        i, i_end = offsets[left[p]], offsets[left[p] + 1]
+        j, j_end = offsets[right[p]], offsets[right[p] + 1]
         common = 0
         while i < i_end and j < j_end:  # merge of two sorted sets
-            if a_values[i] == b_values[j]:
+            if values[i] == values[j]:
                 common += 1
                 i += 1
                 j += 1
-            elif a_values[i] < b_values[j]:
+            elif values[i] < values[j]:
                 i += 1
             else:
                 j += 1
-        union = (a_offsets[d + 1] - a_offsets[d]) + (b_offsets[d + 1] - b_offsets[d]) - common
-        out[d] = common / union if union else 0.0
+        union = (i_end - offsets[left[p]]) + (j_end - offsets[right[p]]) - common
+        out[p] = common / union if union else 0.0
 
 
-def _set_buffers(sets: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """``(offsets, values)``, in uint64 units, of a binary array from :func:`shingle_sets`."""
-    if isinstance(sets, pa.ChunkedArray):
-        sets = sets.combine_chunks()
-    if sets.null_count:
-        raise ValueError("shingle sets hold nulls")
-    _, offsets_buf, data_buf = sets.buffers()
-    off_dtype = np.int64 if pa.types.is_large_binary(sets.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=off_dtype)[sets.offset:sets.offset + len(sets) + 1].astype(np.int64)
-    if np.any(offsets % 8):
-        raise ValueError("shingle sets must be whole 8-byte hashes")
-    values = np.frombuffer(data_buf, dtype="<u8") if data_buf is not None else np.zeros(0, np.uint64)
-    return offsets // 8, values.astype(np.uint64, copy=False)
-
-
-def set_jaccard(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Exact Jaccard similarity of the sets ``left[i]`` and ``right[i]`` from :func:`shingle_sets`
-    (0.0 when both are empty: an empty document is similar to nothing)."""
-    if len(left) != len(right):
-        raise ValueError("left and right must have the same length")
+def set_jaccard(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Exact Jaccard similarity of the sets ``left[p]`` and ``right[p]`` of ``sets`` (0.0 when
+    both are empty: an empty document is similar to nothing). A set in many pairs is read in
+    place each time, never copied."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    n_sets = len(sets.offsets) - 1
+    if left.shape != right.shape or left.ndim != 1:
+        raise ValueError("left and right must be index vectors of the same length")
+    if len(left) and (min(left.min(), right.min()) < 0 or max(left.max(), right.max()) >= n_sets):
+        raise IndexError(f"set index out of range for {n_sets} sets")
     out = np.empty(len(left), dtype=np.float64)
-    _set_jaccard_kernel(*_set_buffers(left), *_set_buffers(right), out)
+    _set_jaccard_kernel(sets.offsets, sets.values, left, right, out)
     return out
 
+
+def pair_jaccard(doc_ids: np.ndarray, sets: ShingleSets, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of the sets of documents ``src[p]`` and ``dst[p]``, where set ``k`` of
+    ``sets`` is document ``doc_ids[k]``'s (an id may repeat, with the same set)."""
+    ids, first = np.unique(np.asarray(doc_ids, dtype=np.int64), return_index=True)
+    at_src, at_dst = np.searchsorted(ids, src), np.searchsorted(ids, dst)
+    found = np.concatenate([at_src, at_dst])
+    if len(found) and (found.max() >= len(ids) or np.any(ids[found] != np.concatenate([src, dst]))):
+        raise KeyError("a pair names a document whose set is not given")
+    return set_jaccard(sets, first[at_src], first[at_dst])

@@ -38,7 +38,8 @@ def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-priority", metavar="COLUMN", default=None,
                         help="keep the member with the highest value of COLUMN (ties: smallest id)")
     parser.add_argument("--hub-degree", type=int, default=dd.hub_degree,
-                        help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
+                        help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task; "
+                             "exact verification scores pairs in homes of at most this many documents")
     parser.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                         help="clusters of this many documents are listed in stats.json (giant_clusters)")
     g = parser.add_argument_group("incremental dedup (indexes of earlier runs)")

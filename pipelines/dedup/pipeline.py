@@ -221,7 +221,8 @@ class _Stages:
             scored = self.checkpoint(score_edges(candidates, scoring, self.cfg.minhash.num_perm), "scored")
             texts = documents if against is None else against.documents(documents, text_column, scored, self.matched)
             verification = verify_edges(scored, texts, text_column, self.cfg.lsh, self.cfg.minhash,
-                                        self.cfg.broadcast_removed_ids, self.checkpoint)
+                                        self.cfg.broadcast_removed_ids, self.cfg.hub_degree,
+                                        self.checkpoint)
             if against is not None:
                 against.check_texts(scored, self.checkpoint.rows.get("exact-scores"))
         return scored, verification

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import EMPTY_SLOT, compute_signatures, permutations, set_jaccard, shingle_sets
+from udfs.minhash import (EMPTY_SLOT, ShingleSets, compute_signatures, pair_jaccard, permutations, set_jaccard,
+                          shingle_sets)
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
@@ -242,8 +243,10 @@ def test_malformed_utf8_is_lowercased_as_arrow_does():
 
 
 def exact_jaccard(left, right, ngram, char_ngrams):
-    return set_jaccard(shingle_sets(left, ngram=ngram, char_ngrams=char_ngrams),
-                       shingle_sets(right, ngram=ngram, char_ngrams=char_ngrams))
+    """``J(left[i], right[i])``, the two columns shingled as one batch."""
+    sets = shingle_sets(pa.concat_arrays([left, right]), ngram=ngram, char_ngrams=char_ngrams)
+    index = np.arange(len(left))
+    return set_jaccard(sets, index, index + len(left))
 
 
 def python_shingle_set(text, ngram, char_mode):
@@ -270,10 +273,43 @@ def test_exact_jaccard_equals_jaccard_of_python_shingle_sets(char_mode, ngram):
     assert 0 < np.mean(got == 1.0) < np.mean(got > 0) < 1
     # a set is the sorted distinct hashes, one per distinct shingle
     sets = shingle_sets(pa.array(base), ngram=ngram, char_ngrams=char_mode)
-    for text, value in zip(base, sets):
-        hashes = np.frombuffer(value.as_py(), "<u8")
+    for d, text in enumerate(base):
+        hashes = sets.values[sets.offsets[d]:sets.offsets[d + 1]]
         assert len(hashes) == len(python_shingle_set(text, ngram, char_mode))
         assert np.all(np.diff(hashes) > 0)
+
+
+def test_shingle_sets_of_long_and_repetitive_documents_are_sorted_and_distinct():
+    # Long documents fill many sort buckets; repeats (one line pasted thousands of times) crowd
+    # one bucket with equal hashes, the path where the bucket sort hands over to np.sort.
+    rng = np.random.default_rng(5)
+    words = [f"w{k}" for k in range(3000)]
+    texts = [" ".join(rng.choice(words, 40_000)),
+             "same line of code here\n" * 5000 + " ".join(rng.choice(words, 2000)),
+             " ".join(rng.choice(words[:3], 10_000)),  # 3**5 possible 5-grams, each repeated
+             "one", ""]
+    sets = shingle_sets(pa.array(texts), ngram=5, char_ngrams=False)
+    for d, text in enumerate(texts):
+        hashes = sets.values[sets.offsets[d]:sets.offsets[d + 1]]
+        assert len(hashes) == len(python_shingle_set(text, 5, False))
+        assert np.all(np.diff(hashes) > 0)
+    # the sets are the same whichever documents share the batch
+    alone = shingle_sets(pa.array(texts[1:2]), ngram=5, char_ngrams=False)
+    np.testing.assert_array_equal(alone.values, sets.values[sets.offsets[1]:sets.offsets[2]])
+
+
+def test_pair_jaccard_looks_documents_up_by_id_in_concatenated_sets():
+    texts = ["a b c d e f", "a b c d e g", "", "x y z", "a b c d e f"]
+    ids = np.array([40, -7, 5, 12, 40])  # any order; a repeated id comes with the same text
+    batches = [texts[:2], texts[2:3], [], texts[3:]]  # shingled in parts, as a task receives them
+    sets = ShingleSets.concat([shingle_sets(pa.array(b, pa.string()), ngram=2, char_ngrams=False) for b in batches])
+    src, dst = np.array([40, 40, -7, 12, 5]), np.array([-7, 12, 12, 40, 40])
+    got = pair_jaccard(ids, sets, src, dst)
+    python = {i: python_shingle_set(t, 2, False) for i, t in zip(ids, texts)}
+    assert list(got) == [len(python[a] & python[b]) / len(python[a] | python[b]) for a, b in zip(src, dst)]
+    assert got[0] == 4 / 6 and got[1] == 0.0 and got[4] == 0.0
+    with pytest.raises(KeyError):
+        pair_jaccard(ids, sets, np.array([40]), np.array([13]))
 
 
 def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():

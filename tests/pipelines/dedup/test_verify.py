@@ -1,0 +1,109 @@
+"""Exact verification: homes for the uncertain pairs, and each pair scored against its own two texts."""
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines.config import MinHashConfig
+from pipelines.dedup.verify import exact_scores, pair_homes
+
+
+def components_by_union_find(src, dst):
+    parent = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in zip(src, dst):
+        parent[find(a)] = find(b)
+    return [find(a) for a in src]
+
+
+@pytest.mark.parametrize("max_pairs", [1, 3, 1000])
+def test_pair_homes_keep_a_component_together_up_to_max_pairs(max_pairs):
+    rng = np.random.default_rng(7)
+    src = rng.integers(-50, 150, 400)
+    dst = rng.integers(-50, 150, 400)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    homes = pair_homes(src, dst, max_pairs)
+    component = components_by_union_find(src.tolist(), dst.tolist())
+    pairs_of = {}
+    for c in component:
+        pairs_of[c] = pairs_of.get(c, 0) + 1
+    home_component = {}
+    for h, c in zip(homes.tolist(), component):
+        assert home_component.setdefault(h, c) == c  # a home never mixes components
+    _, per_home = np.unique(homes, return_counts=True)
+    assert per_home.max() <= max_pairs
+    for c, n in pairs_of.items():  # as few homes as the bound allows
+        assert len({h for h, k in zip(homes.tolist(), component) if k == c}) == -(-n // max_pairs)
+
+
+def shingles(text, ngram=5):
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + ngram]) for i in range(max(1, len(words) - ngram + 1))}
+
+
+@pytest.fixture(scope="module")
+def chains(spark):
+    """Chains of versions, each edited further from the first: every document is in several
+    pairs, and its Jaccard to each partner differs, so a pair scored against any set but its
+    own two comes out wrong."""
+    rng = np.random.default_rng(11)
+    vocabulary = [f"v{k}" for k in range(5000)]
+    ids, texts, src, dst = [], [], [], []
+    for chain in range(12):
+        words = list(rng.choice(vocabulary, 300))
+        members = []
+        for version in range(8):
+            for _ in range(int(rng.integers(2, 12))):
+                words[int(rng.integers(len(words)))] = str(rng.choice(vocabulary))
+            doc = int(rng.integers(-2**62, 2**62))
+            ids.append(doc)
+            texts.append(" ".join(words))
+            members.append(doc)
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
+                src.append(members[i])
+                dst.append(members[j])
+    src.append(ids[0])  # one pair across chains joins their components
+    dst.append(ids[-1])
+    documents = spark.createDataFrame(pa.table({"doc_id": ids, "content": texts, "other": [len(t) for t in texts]}))
+    estimate = rng.random(len(src))
+    pairs = spark.createDataFrame(pa.table({"src": src, "dst": dst, "similarity": estimate}))
+    sets = dict(zip(ids, map(shingles, texts)))
+
+    def jaccard(a, b):
+        return len(sets[a] & sets[b]) / len(sets[a] | sets[b])
+
+    expected = {(a, b): (jaccard(a, b), e) for a, b, e in zip(src, dst, estimate)}
+    # the test can tell: for most pairs, no other document in dst's place gives the same value
+    told = [jaccard(a, b) not in {jaccard(a, c) for c in ids if c != b} for a, b in zip(src, dst)]
+    assert np.mean(told) > 0.9
+    return documents, pairs, expected
+
+
+@pytest.mark.parametrize("broadcast_limit,max_home_docs", [
+    (10_000, 10_000),  # homed on the driver: one home per component
+    (10_000, 6),  # ... components cut into homes of at most 3 pairs
+    (10, 10_000),  # too many pairs for the driver: a home per hash of the pair
+])
+def test_exact_scores_give_each_pair_the_jaccard_of_its_own_two_texts(spark, chains, broadcast_limit,
+                                                                      max_home_docs):
+    documents, pairs, expected = chains
+    got = exact_scores(pairs, documents, "content", MinHashConfig(), broadcast_limit, max_home_docs).toArrow()
+    rows = {(a, b): (j, e) for a, b, j, e in zip(*(got.column(c).to_pylist()
+                                                  for c in ("src", "dst", "similarity", "estimate")))}
+    assert got.num_rows == len(expected) and rows == expected
+
+
+def test_exact_scores_of_no_pairs_is_empty(spark, chains):
+    documents, pairs, _ = chains
+    got = exact_scores(pairs.limit(0), documents, "content", MinHashConfig(), 10_000, 10_000).toArrow()
+    assert got.num_rows == 0
