@@ -18,7 +18,7 @@ from pyspark.sql.types import NumericType, StringType
 from pipelines.config import DedupConfig, KeepPolicy
 from pipelines.dedup.checkpoints import Checkpoints, run_key
 from pipelines.dedup.components import connected_components
-from pipelines.dedup.lsh import band_blocks, candidate_edges
+from pipelines.dedup.lsh import band_blocks, candidate_edges, lsh_parts
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.survivors import (cluster_sizes, cluster_survivors, exact_groups, giant_clusters,
                                        strongest_links)
@@ -29,13 +29,17 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import get_spark
+from pipelines.spark_session import ShufflePartitions, get_spark
 from pipelines.timing import StageTimer
 from schemas.enforce import conform
 from schemas.tables import DOC_ID, DUPLICATES, REJECTED, SIGNATURES
 from udfs.lsh import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")
+# The job's largest shuffles carry per document about this many bytes (on the real corpus of
+# BENCHMARKS.md: the shingle sets of uncertain pairs, then two signatures per candidate pair),
+# so shuffle partitions are sized from the document count once the signature stage knows it.
+SHUFFLE_BYTES_PER_DOCUMENT = 4096
 
 
 class AccountingError(RuntimeError):
@@ -83,8 +87,9 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
     checkpoint = Checkpoints(spark, out)
+    shuffle = ShufflePartitions.of(spark)
     try:
-        stats, sigs = _run(spark, cfg, out, checkpoint, timer)
+        stats, sigs = _run(spark, cfg, out, checkpoint, timer, shuffle)
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -99,11 +104,13 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         # result itself was at fault.
         out.abandon(keep_work=not isinstance(err, (InputError, AccountingError)))
         raise
+    finally:
+        shuffle.restore()
     return DedupResult(cfg.output, stats)
 
 
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-         timer: StageTimer) -> tuple[dict, DataFrame]:
+         timer: StageTimer, shuffle: ShufflePartitions) -> tuple[dict, DataFrame]:
     """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
     with timer.stage("read") as progress:
         corpus = read_corpus(spark, cfg.input)
@@ -132,6 +139,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
         ).first()
         n_documents = text_counts["documents"]
+        shuffle.fit(n_documents * SHUFFLE_BYTES_PER_DOCUMENT)
         progress.rows_out = n_documents
         progress.note(empty=text_counts["empty"])
 
@@ -156,7 +164,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
 
     with timer.stage("lsh") as progress:
-        parts = int(spark.conf.get("spark.sql.shuffle.partitions"))  # a part is one shuffle partition's worth
+        parts = lsh_parts(shuffle, n_documents, bands)
         candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
         progress.rows_out = checkpoint.rows.get("candidates")
     with timer.stage("verify") as progress:
