@@ -1,0 +1,23 @@
+"""Connected components of an edge list held in memory, for graphs small enough for one task."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+def component_roots(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(nodes, roots)``: every node of the undirected edges ``src[i] - dst[i]`` once, sorted, and
+    the smallest node of its component.
+
+    Nodes are relabelled ``0..n-1`` by their rank (``np.unique``), so the smallest node of a
+    component is the one of smallest label, found by ``np.minimum.at`` over the labels.
+    """
+    nodes, index = np.unique(np.concatenate([src, dst]), return_inverse=True)
+    n, m = len(nodes), len(src)
+    graph = coo_matrix((np.ones(m, dtype=np.int8), (index[:m], index[m:])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    smallest = np.full(component.max(initial=-1) + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, component, np.arange(n))
+    return nodes, nodes[smallest[component]]
