@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 
 from schemas.tables import BAND_KEY_BLOCKS, DOC_ID, EDGES
 from pipelines.config import LshConfig
-from pipelines.spark_session import ShufflePartitions
+from pipelines.spark_session import FittedSettings
 from udfs.lsh import bucket_pairs, split_by_part
 
 # A (band key, doc_id) pair is two int64s. A part is grouped in one Python worker, whose sort
@@ -29,13 +29,13 @@ PAIR_BYTES = 16
 PART_BYTES = 32 * 2**20
 
 
-def lsh_parts(shuffle: ShufflePartitions, documents: int, bands: int) -> int:
+def lsh_parts(settings: FittedSettings, documents: int, bands: int) -> int:
     """Parts for the ``documents * bands`` pairs: one per ``PART_BYTES`` of them, at least one per core.
 
     Parts are a repartition to a fixed count, which adaptive execution does not coalesce, so
     every part is a task: a count sized to the data rather than Spark's 200.
     """
-    return shuffle.count(documents * bands * PAIR_BYTES, PART_BYTES)
+    return settings.partitions(documents * bands * PAIR_BYTES, PART_BYTES)
 
 
 def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:

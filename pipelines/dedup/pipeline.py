@@ -29,7 +29,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import ShufflePartitions, get_spark
+from pipelines.spark_session import FittedSettings, get_spark
 from pipelines.timing import StageTimer
 from schemas.enforce import conform
 from schemas.tables import DOC_ID, DUPLICATES, REJECTED, SIGNATURES
@@ -87,9 +87,9 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     settings = {k: v for k, v in _config_dict(cfg).items() if k not in ("output", "overwrite", "spark")}
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=run_key(spark, cfg.input.path, settings))
     checkpoint = Checkpoints(spark, out)
-    shuffle = ShufflePartitions.of(spark)
+    fitted = FittedSettings(spark)
     try:
-        stats, sigs = _run(spark, cfg, out, checkpoint, timer, shuffle)
+        stats, sigs = _run(spark, cfg, out, checkpoint, timer, fitted)
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -105,17 +105,18 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         out.abandon(keep_work=not isinstance(err, (InputError, AccountingError)))
         raise
     finally:
-        shuffle.restore()
+        fitted.restore()
     return DedupResult(cfg.output, stats)
 
 
 def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-         timer: StageTimer, shuffle: ShufflePartitions) -> tuple[dict, DataFrame]:
+         timer: StageTimer, fitted: FittedSettings) -> tuple[dict, DataFrame]:
     """The stages; returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
     with timer.stage("read") as progress:
         corpus = read_corpus(spark, cfg.input)
         for note in corpus.notes:
             log.warning(note)
+        fitted.fit_documents(corpus.row_bytes, corpus.text_column)
         _check_priority_column(cfg, corpus.documents)
         documents, id_rejects = assign_doc_ids(corpus.documents, cfg.input.id_column)
         rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
@@ -139,7 +140,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
             F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
         ).first()
         n_documents = text_counts["documents"]
-        shuffle.fit(n_documents * SHUFFLE_BYTES_PER_DOCUMENT)
+        fitted.fit_shuffle(n_documents * SHUFFLE_BYTES_PER_DOCUMENT)
         progress.rows_out = n_documents
         progress.note(empty=text_counts["empty"])
 
@@ -164,7 +165,7 @@ def _run(spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Chec
         lsh_input = filter_ids(non_empty.filter(F.col("n_shingles") > 0), copies, cfg.broadcast_removed_ids, keep=False)
 
     with timer.stage("lsh") as progress:
-        parts = lsh_parts(shuffle, n_documents, bands)
+        parts = lsh_parts(fitted, n_documents, bands)
         candidates = checkpoint(candidate_edges(band_blocks(lsh_input, parts), parts, cfg.lsh), "candidates")
         progress.rows_out = checkpoint.rows.get("candidates")
     with timer.stage("verify") as progress:
