@@ -5,8 +5,9 @@
     python benchmarks/dedup_scaling.py --corpus samples/hf_public_repos_sample.parquet --work /tmp/dedup-scaling
 
 Each point is one ``spark-submit --master local[2] jobs/dedup.py --input SLICE --output DIR``
-with Spark's and the job's default settings (``--submit-arg``/``--job-arg`` add options), in a
-fresh JVM, timed from the command's start to its exit. A slice of ``--gb G`` is the prefix of
+(or, ``--launcher python``, the README's ``python jobs/dedup.py``, which starts Spark with the
+job's own driver settings) with Spark's and the job's default settings (``--submit-arg`` and
+``--job-arg`` add options), in a fresh JVM, timed from the command's start to its exit. A slice of ``--gb G`` is the prefix of
 ``--source`` whose texts first reach ``G * 10**9`` bytes of UTF-8 (the real corpus is ordered
 round-robin over packages by release, so a prefix has the whole corpus's structure), written
 once with the source's row-group size and reused.
@@ -142,18 +143,30 @@ def stage_metrics(event_log: str) -> dict[str, dict]:
     return {g: {k: (round(v, 1) if k == "jvm_cpu_s" else int(v)) for k, v in t.items()} for g, t in per_group.items()}
 
 
-def run_point(corpus: str, work: str, label: str, submit_args: list[str], job_args: list[str]) -> dict:
+def command(launcher: str, corpus: str, out: str, events: str, submit_args: list[str],
+            job_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The job's command line and environment: ``spark-submit --master local[2] jobs/dedup.py …``,
+    or ``python jobs/dedup.py … --master local[2]`` (the job starts Spark itself, with its own
+    driver settings), both writing an uncompressed event log to ``events``."""
+    event_log = ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir=file://{events}",
+                 "--conf", "spark.eventLog.rolling.enabled=false", "--conf", "spark.eventLog.compress=false"]
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYTHONPATH=ROOT)
+    job = [JOB, "--input", corpus, "--output", out, *job_args]
+    if launcher == "python":
+        env["PYSPARK_SUBMIT_ARGS"] = " ".join([*event_log, *submit_args, "pyspark-shell"])
+        return [sys.executable, *job, "--master", "local[2]"], env
+    spark_submit = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+    return [spark_submit, "--master", "local[2]", *event_log, *submit_args, *job], env
+
+
+def run_point(corpus: str, work: str, label: str, launcher: str, submit_args: list[str],
+              job_args: list[str]) -> dict:
     out = os.path.join(work, f"out-{label}")
     events = os.path.join(work, f"events-{label}")
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(events, ignore_errors=True)
     os.makedirs(events)
-    spark_submit = os.path.join(os.path.dirname(sys.executable), "spark-submit")
-    cmd = [spark_submit, "--master", "local[2]", "--conf", "spark.eventLog.enabled=true",
-           "--conf", f"spark.eventLog.dir=file://{events}", "--conf", "spark.eventLog.rolling.enabled=false",
-           "--conf", "spark.eventLog.compress=false", *submit_args,
-           JOB, "--input", corpus, "--output", out, *job_args]
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYTHONPATH=ROOT)
+    cmd, env = command(launcher, corpus, out, events, submit_args, job_args)
     load = os.getloadavg()
     start = time.perf_counter()
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
@@ -169,7 +182,7 @@ def run_point(corpus: str, work: str, label: str, submit_args: list[str], job_ar
     spark = stage_metrics(logs[0]) if len(logs) == 1 else {}
     shutil.rmtree(out, ignore_errors=True)
     return {
-        "corpus": corpus, "texts_mb": round(mb, 1), "documents": stats["documents"],
+        "corpus": corpus, "launcher": launcher, "texts_mb": round(mb, 1), "documents": stats["documents"],
         "load_at_start": [round(x, 2) for x in load], "wall_s": round(wall, 1), "mb_s": round(mb / wall, 1),
         "s_per_gb": round(wall / (mb / 1000), 1), "peak_tree_rss_mb": rss // 2**20,
         "tree_cpu_s": round(cpu, 1),
@@ -186,6 +199,8 @@ def main() -> None:
     p.add_argument("--gb", type=float, nargs="*", default=[], help="slice sizes in GB of text")
     p.add_argument("--corpus", nargs="*", default=[], help="corpora to run as they are")
     p.add_argument("--work", default="/tmp/dedup-scaling")
+    p.add_argument("--launcher", choices=["spark-submit", "python"], default="spark-submit",
+                   help="spark-submit --master local[2] jobs/dedup.py, or python jobs/dedup.py --master local[2]")
     p.add_argument("--submit-arg", action="append", default=[], help="extra spark-submit argument (repeatable)")
     p.add_argument("--job-arg", action="append", default=[], help="extra jobs/dedup.py argument (repeatable)")
     args = p.parse_args()
@@ -195,7 +210,7 @@ def main() -> None:
         p.error("--gb needs --source")
     points += [(write_slice(args.source, gb, args.work), f"{gb:g}gb") for gb in args.gb]
     for corpus, label in points:
-        print(json.dumps(run_point(corpus, args.work, label, args.submit_arg, args.job_arg)), flush=True)
+        print(json.dumps(run_point(corpus, args.work, label, args.launcher, args.submit_arg, args.job_arg)), flush=True)
 
 
 if __name__ == "__main__":

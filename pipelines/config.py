@@ -107,6 +107,11 @@ class SparkConfig:
     shuffle_partitions: int | None = None
     app_name: str = "corpus-prep"
     driver_memory: str = "4g"  # only applied when the job starts local Spark itself
+    # ... as are these driver JVM options. The optimising JIT compiler (C2) costs a short job
+    # more than it saves: half the JVM's CPU time on the 100-document sample, a quarter on the
+    # 1 GB real corpus (BENCHMARKS.md, "Dedup speed"); the JVM's hot work here is I/O and
+    # hashing that the quick compiler (C1) handles well.
+    driver_java_options: str = "-XX:TieredStopAtLevel=1"
     ui: bool = True
     log_level: str = "WARN"
     # Parquet is written with zstd. Level 1 writes this project's text outputs and checkpoints

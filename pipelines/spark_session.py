@@ -65,7 +65,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if not submitted:
-            builder = builder.config("spark.driver.memory", cfg.driver_memory)
+            builder = (builder.config("spark.driver.memory", cfg.driver_memory)
+                       .config("spark.driver.extraJavaOptions", cfg.driver_java_options))
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))

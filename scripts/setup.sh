@@ -60,4 +60,6 @@ if [[ "${1:-}" == "--runtime" ]]; then
     extras="dev,runtime,megatron"
 fi
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
+# the kernels' machine code, cached once here rather than compiled by every worker of the first job
+.venv/bin/python scripts/compile_kernels.py
 echo "ready: $(.venv/bin/python -c 'import pyspark; print("pyspark", pyspark.__version__)'), java $java_major"

@@ -1,0 +1,56 @@
+"""Compile the dedup job's Numba kernels into their on-disk cache (``scripts/setup.sh`` runs this).
+
+A kernel is compiled on its first call for the argument types it meets, and the machine code is
+cached beside its source (``udfs/__pycache__``), keyed by the source file, so that every later
+process loads it in a fraction of a second. Without this step the first job after a checkout
+compiles each kernel in every Python worker at once: about 20 s of CPU per worker for the
+signature kernel alone. Inputs reach the kernels through an Arrow IPC round trip, as Spark
+hands batches to its workers (read-only buffers, a type of their own to Numba), so what is
+cached here is what the jobs load.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import pyarrow as pa  # noqa: E402
+
+from pipelines.config import MinHashConfig  # noqa: E402
+from udfs.arrow_buffers import binary_from_rows, rows_from_binary  # noqa: E402
+from udfs.lsh import band_keys, signature_agreement  # noqa: E402
+from udfs.minhash import compute_signatures, permutations, set_jaccard, shingle_sets  # noqa: E402
+
+
+def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
+    """``columns`` after an Arrow IPC round trip, as a Python worker receives them from Spark."""
+    batch = pa.RecordBatch.from_arrays(list(columns), names=[str(k) for k in range(len(columns))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return pa.ipc.open_stream(sink.getvalue()).read_next_batch().columns
+
+
+def main() -> None:
+    start = time.perf_counter()
+    cfg = MinHashConfig()
+    a, b = permutations(cfg.num_perm, cfg.seed)
+    for texts in (["one two three four five six", "seven eight"], ["one two three four five six", None]):
+        (batch,) = as_from_spark(pa.array(texts, pa.string()))
+        for char_ngrams in (False, True):
+            signatures = compute_signatures(batch, ngram=cfg.ngram, char_ngrams=char_ngrams, a=a, b=b).signatures
+            band_keys(signatures, 2, 3)
+            left, right = as_from_spark(binary_from_rows(signatures), binary_from_rows(signatures))
+            signature_agreement(rows_from_binary(left, signatures.dtype, cfg.num_perm),
+                                rows_from_binary(right, signatures.dtype, cfg.num_perm))
+            (sets,) = as_from_spark(shingle_sets(batch, ngram=cfg.ngram, char_ngrams=char_ngrams))
+            set_jaccard(*as_from_spark(sets, sets))
+    print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
