@@ -75,8 +75,17 @@ def write_slice(source: str, gb: float, directory: str) -> str:
     return out
 
 
+def role(process: psutil.Process) -> str:
+    """``jvm``, ``python-workers`` (PySpark's daemon and workers) or ``driver`` (the job's Python)."""
+    line = process.cmdline()
+    if line and os.path.basename(line[0]) == "java":
+        return "jvm"
+    return "python-workers" if "pyspark.daemon" in line or "pyspark.worker" in line else "driver"
+
+
 class TreeSampler:
-    """Peak summed RSS of a process and all its descendants, and their CPU seconds, sampled every 0.2 s.
+    """Peak summed RSS of a process and all its descendants (also per :func:`role`), and their CPU
+    seconds, sampled every 0.2 s.
 
     CPU seconds (user + system, each process's last sample, summed) measure the work done
     whatever else runs on the machine; processes living less than 0.2 s are missed.
@@ -85,6 +94,7 @@ class TreeSampler:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak = 0
+        self.peak_by_role: dict[str, int] = defaultdict(int)
         self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -92,7 +102,7 @@ class TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            total = 0
+            by_role: dict[str, int] = defaultdict(int)
             try:
                 processes = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
@@ -100,12 +110,14 @@ class TreeSampler:
             for p in processes:
                 try:
                     with p.oneshot():
-                        total += p.memory_info().rss
+                        by_role[role(p)] += p.memory_info().rss
                         times = p.cpu_times()
                         self.cpu[p.pid] = times.user + times.system
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, sum(by_role.values()))
+            for name, rss in by_role.items():
+                self.peak_by_role[name] = max(self.peak_by_role[name], rss)
 
     def stop(self) -> tuple[int, float]:
         """``(peak RSS bytes, CPU seconds)``."""
@@ -185,6 +197,7 @@ def run_point(corpus: str, work: str, label: str, launcher: str, submit_args: li
         "corpus": corpus, "launcher": launcher, "texts_mb": round(mb, 1), "documents": stats["documents"],
         "load_at_start": [round(x, 2) for x in load], "wall_s": round(wall, 1), "mb_s": round(mb / wall, 1),
         "s_per_gb": round(wall / (mb / 1000), 1), "peak_tree_rss_mb": rss // 2**20,
+        "peak_rss_mb_by_role": {k: v // 2**20 for k, v in sampler.peak_by_role.items()},
         "tree_cpu_s": round(cpu, 1),
         "stage_seconds": stats["stage_seconds"],
         "counts": {k: stats[k] for k in ("exact_duplicates", "near_duplicates", "kept", "candidate_edges",

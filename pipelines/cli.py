@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from pipelines.config import (DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
+from pipelines.config import (DEDUP_SPARK, DedupConfig, InputConfig, KeepPolicy, LshConfig, MinHashConfig,
                               SparkConfig, VerifyMode)
 from pipelines.errors import UserError, one_line
 from pipelines.logs import add_logging_arguments, configure_logging, log_config
@@ -64,8 +64,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None 
                             help="unique integer or string id column; default: ids derived from row hashes")
 
 
-def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
-    d = SparkConfig()
+def add_spark_arguments(parser: argparse.ArgumentParser, d: SparkConfig = SparkConfig()) -> None:
     parser.add_argument("--master", default=d.master,
                         help="Spark master (default: spark-submit's, or local[*] under plain python)")
     parser.add_argument("--shuffle-partitions", type=int, default=d.shuffle_partitions,
@@ -122,7 +121,7 @@ def dedup_parser() -> argparse.ArgumentParser:
                    help="nodes/clusters with this many rows are joined by broadcast, not shuffled to one task")
     p.add_argument("--giant-cluster-size", type=int, default=dd.giant_cluster_size,
                    help="clusters of this many documents are listed in stats.json (giant_clusters)")
-    add_spark_arguments(p)
+    add_spark_arguments(p, DEDUP_SPARK)
     add_logging_arguments(p)
     return p
 

@@ -134,6 +134,13 @@ class SparkConfig:
                              "(local[N], local[*], spark://HOST:PORT, yarn, k8s://URL)")
 
 
+# The dedup job's own driver heap when it starts local Spark itself: it needs no more (it runs
+# in Spark's default 1 GB under spark-submit, documents of megabytes included), and a 4 GB heap
+# lets the JVM grow to 5 GB of resident memory on a 1 GB corpus where 2 GB keeps the whole
+# process tree at 3 GB (BENCHMARKS.md, "Dedup speed").
+DEDUP_SPARK = SparkConfig(driver_memory="2g")
+
+
 @dataclass(frozen=True)
 class LogConfig:
     """The driver's progress log (``pipelines.logs``): level of corpus-prep's own loggers."""
@@ -160,7 +167,7 @@ class DedupConfig:
     # Up to this many removed ids (8 bytes each) are broadcast to filter rows in place (the
     # texts at the end, the signatures before LSH); beyond it those anti-joins shuffle once.
     broadcast_removed_ids: int = 5_000_000
-    spark: SparkConfig = field(default_factory=SparkConfig)
+    spark: SparkConfig = DEDUP_SPARK
 
     def __post_init__(self) -> None:
         from udfs.minhash import MAX_NGRAM

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import JobParser, add_spark_arguments, dedup_config, dedup_parser, spark_config
-from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
+from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, SparkConfig, stage_dir
 from pipelines.logs import add_logging_arguments
 from pipelines.pack.cli import pack_config, pack_parser
 
@@ -52,6 +52,7 @@ def prepare_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun the chosen stages even if their output verifies")
     _adopt(p, p.add_argument_group("dedup (as jobs/dedup.py)"), dedup_parser(), {})
     _adopt(p, p.add_argument_group("tokenize and pack (as jobs/pack.py)"), pack_parser(), RENAMED)
+    p.set_defaults(driver_memory=SparkConfig.driver_memory)  # one session for both jobs: the general default
     return p
 
 
