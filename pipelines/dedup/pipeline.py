@@ -36,10 +36,11 @@ from schemas.tables import DOC_ID, DUPLICATES, REJECTED, SIGNATURES
 from udfs.lsh import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")
-# The job's largest shuffles carry per document about this many bytes (on the real corpus of
-# BENCHMARKS.md: the shingle sets of uncertain pairs, then two signatures per candidate pair),
-# so shuffle partitions are sized from the document count once the signature stage knows it.
-SHUFFLE_BYTES_PER_DOCUMENT = 4096
+# The job's largest shuffle carries up to about this many bytes per document: 7.5 KB on the
+# 1.1 GB real corpus of BENCHMARKS.md (the shingle sets of uncertain pairs), 3.8 KB on a 0.3 GB
+# prefix of it. Shuffle partitions are sized from the document count once the signature stage
+# knows it; adaptive execution coalesces the partitions of smaller shuffles.
+SHUFFLE_BYTES_PER_DOCUMENT = 8192
 
 
 class AccountingError(RuntimeError):
