@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 import pyarrow as pa  # noqa: E402
 
 from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig, MinHashConfig  # noqa: E402
-from pipelines.spark_session import CLASS_ARCHIVE  # noqa: E402
+from pipelines.spark_session import CLASS_ARCHIVE, get_spark  # noqa: E402
 from udfs.arrow_buffers import binary_from_rows, rows_from_binary  # noqa: E402
 from udfs.lsh import band_keys, signature_agreement  # noqa: E402
 from udfs.minhash import compute_signatures, permutations, set_jaccard, shingle_sets  # noqa: E402
@@ -57,18 +57,24 @@ def compile_kernels() -> None:
 
 
 def archive_classes() -> None:
-    """Deduplicate the bundled sample in a JVM that writes ``CLASS_ARCHIVE`` when it exits (with this process)."""
+    """Deduplicate the bundled sample in a JVM that writes ``CLASS_ARCHIVE`` as it exits, and wait for that."""
     from dataclasses import replace
 
     from pipelines.dedup.pipeline import run_dedup
 
     if os.path.exists(CLASS_ARCHIVE):
         os.remove(CLASS_ARCHIVE)  # a JVM that maps an archive cannot also write one
-    spark = replace(DEDUP_SPARK, master="local[2]", ui=False, log_level="ERROR",
-                    driver_java_options=f"{DEDUP_SPARK.driver_java_options} -XX:ArchiveClassesAtExit={CLASS_ARCHIVE}")
+    settings = replace(DEDUP_SPARK, master="local[2]", ui=False, log_level="ERROR",
+                       driver_java_options=f"{DEDUP_SPARK.driver_java_options} -XX:ArchiveClassesAtExit={CLASS_ARCHIVE} "
+                                           "-Xlog:cds=off")  # no line per class it leaves out (signed jars)
+    spark = get_spark(settings)
     with tempfile.TemporaryDirectory() as work:
         run_dedup(DedupConfig(input=InputConfig(os.path.join(ROOT, "samples", "hf_public_repos_sample.parquet")),
-                              output=os.path.join(work, "out"), spark=spark))
+                              output=os.path.join(work, "out"), spark=settings), spark=spark)
+    spark.stop()
+    jvm = spark.sparkContext._gateway.proc  # the JVM exits when its standard input closes
+    jvm.stdin.close()
+    jvm.wait(timeout=300)
 
 
 def main() -> None:
@@ -76,7 +82,7 @@ def main() -> None:
     compile_kernels()
     print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
     archive_classes()
-    print(f"JVM class archive {CLASS_ARCHIVE} written when this process exits")
+    print(f"JVM class archive {CLASS_ARCHIVE}: " + ("written" if os.path.exists(CLASS_ARCHIVE) else "NOT written"))
 
 
 if __name__ == "__main__":
