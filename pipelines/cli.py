@@ -67,8 +67,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, input_help: str | None 
                             help="unique integer or string id column; default: ids derived from row hashes")
 
 
-def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
-    d = SparkConfig()
+def add_spark_arguments(parser: argparse.ArgumentParser, d: SparkConfig = SparkConfig()) -> None:
     parser.add_argument("--master", default=d.master,
                         help="Spark master (default: spark-submit's, or local[*] under plain python)")
     parser.add_argument("--shuffle-partitions", type=int, default=d.shuffle_partitions,

@@ -107,6 +107,11 @@ class SparkConfig:
     shuffle_partitions: int | None = None
     app_name: str = "corpus-prep"
     driver_memory: str = "4g"  # only applied when the job starts local Spark itself
+    # ... as are these driver JVM options. The optimising JIT compiler (C2) costs a short job
+    # more than it saves: half the JVM's CPU time on the 100-document sample, a quarter on the
+    # 1 GB real corpus (BENCHMARKS.md, "Dedup speed"); the JVM's hot work here is I/O and
+    # hashing that the quick compiler (C1) handles well.
+    driver_java_options: str = "-XX:TieredStopAtLevel=1"
     ui: bool = True
     log_level: str = "WARN"
     # Parquet is written with zstd. Level 1 writes this project's text outputs and checkpoints
@@ -127,6 +132,13 @@ class SparkConfig:
         if self.master is not None and not SPARK_MASTER.match(self.master):
             raise UsageError(f"--master {self.master!r} is not a Spark master URL "
                              "(local[N], local[*], spark://HOST:PORT, yarn, k8s://URL)")
+
+
+# The dedup job's own driver heap when it starts local Spark itself: it needs no more (it runs
+# in Spark's default 1 GB under spark-submit, documents of megabytes included), and a 4 GB heap
+# lets the JVM grow to 5 GB of resident memory on a 1 GB corpus where 2 GB keeps the whole
+# process tree at 3 GB (BENCHMARKS.md, "Dedup speed").
+DEDUP_SPARK = SparkConfig(driver_memory="2g")
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,7 @@ class DedupConfig:
     # Up to this many removed ids (8 bytes each) are broadcast to filter rows in place (the
     # texts at the end, the signatures before LSH); beyond it those anti-joins shuffle once.
     broadcast_removed_ids: int = 5_000_000
-    spark: SparkConfig = field(default_factory=SparkConfig)
+    spark: SparkConfig = DEDUP_SPARK
     index: IndexConfig = field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ come from the submission and are left alone.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -20,8 +21,41 @@ from pipelines.config import SparkConfig
 ARROW_BATCH_ROWS = 2048
 # ... and never more bytes than this: a batch of 2,048 source files of a few megabytes each
 # (or of texts for exact verification) would otherwise fill a worker.
-ARROW_BATCH_BYTES = 64 * 2**20
+ARROW_BATCH_BYTES = 16 * 2**20
 ZSTD_LEVEL = "parquet.compression.codec.zstd.level"
+# Parquet's vectored reads (on by default) fetch each column chunk of a row group into one
+# contiguous heap buffer: a text column's chunk is tens of megabytes, and such a buffer fails
+# to find room in a fragmented 1 GB heap. The classic path reads chunks in 8 MB pieces.
+VECTORED_IO = "parquet.hadoop.vectored.io.enabled"
+# A Parquet writer holds its row group in memory until it is full: Parquet's default of 128 MB
+# per writing task, twice over with two cores, is half of a 1 GB heap. 32 MB row groups hold
+# hundreds of documents and halve nothing that matters to a reader.
+ROW_GROUP = "parquet.block.size"
+ROW_GROUP_BYTES = 32 * 2**20
+# ... but it measures its buffers (row group and page) only every 100 to 10,000 rows: 100
+# documents of a few megabytes are hundreds of megabytes held before the first measurement.
+# Measuring every 1 to 4 rows bounds that by four rows, for the cost of a sum over the columns.
+WRITER_CHECK_MIN, WRITER_CHECK_MAX = "parquet.page.size.row.check.min", "parquet.page.size.row.check.max"
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+# Bytes per shuffle partition when the job sizes them: large enough that a task's fixed cost
+# (tens of milliseconds) is small beside its work, small enough for a task's memory. Adaptive
+# execution coalesces smaller partitions, so sizing only has to cap the largest shuffle.
+TARGET_PARTITION_BYTES = 128 * 2**20
+READER_BATCH = "spark.sql.parquet.columnarReaderBatchSize"
+READER_BATCH_ROWS = 4096  # Spark's default
+# The Parquet reader decodes a batch into one contiguous buffer per column, grown by doubling
+# on the heap outside Spark's memory accounting: 4 MB of rows keeps a task's batch small beside
+# what the row group itself costs it (its compressed chunk and dictionary page), and is still
+# about a hundred documents of a real code corpus (44 KB rows at most, 13 KB on average).
+READER_BATCH_BYTES = 4 * 2**20
+STATISTICS = "parquet.column.statistics.enabled"
+
+
+# A class-data-sharing archive of the classes the dedup job loads, written into the environment
+# by scripts/warm_start.py: a JVM the job starts maps them instead of loading and verifying
+# some 20,000 classes from the jars, which halves its start (4.3 s instead of 8.2 s to a first
+# query, BENCHMARKS.md). A JVM whose jars no longer match ignores it.
+CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
 
 
 def under_spark_submit() -> bool:
@@ -43,7 +77,11 @@ def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if not submitted:
-            builder = builder.config("spark.driver.memory", cfg.driver_memory)
+            options = cfg.driver_java_options
+            if os.path.exists(CLASS_ARCHIVE):
+                options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
+            builder = (builder.config("spark.driver.memory", cfg.driver_memory)
+                       .config("spark.driver.extraJavaOptions", options))
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
@@ -58,4 +96,71 @@ def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     if hadoop.get(ZSTD_LEVEL) is None:  # a level given with --conf spark.hadoop.<key> wins
         hadoop.set(ZSTD_LEVEL, str(cfg.zstd_level))
+    for key, value in ((VECTORED_IO, "false"), (ROW_GROUP, str(ROW_GROUP_BYTES)), (WRITER_CHECK_MIN, "1"),
+                       (WRITER_CHECK_MAX, "4")):
+        if hadoop.get(key) is None:  # as for the level: --conf spark.hadoop.<key> wins
+            hadoop.set(key, value)
     return spark
+
+
+class FittedSettings:
+    """Session settings fitted to the data for the length of one job, each unless the user chose it.
+
+    Spark's defaults suit neither a 100-document sample nor a terabyte: 200 shuffle partitions
+    (each one a map-side file per map task; a repartition to a fixed count, which adaptive
+    execution does not coalesce, runs 200 tasks) and 4,096 rows per Parquet reader batch
+    (4,096 source files of a few megabytes are gigabytes in one contiguous buffer). A value
+    the user set (``--shuffle-partitions``, ``--conf`` at submission, ``spark.conf.set``) is
+    always kept; :meth:`restore` leaves the session as it was found, so a later job in the
+    same session fits its own.
+    """
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self._found: dict[str, str | None] = {}
+
+    def user_value(self, key: str) -> str | None:
+        """``key`` as the user set it before this job, or None if Spark's default was in force."""
+        if key not in self._found:
+            self._found[key] = self.spark.conf.get(key, None)  # None unless set explicitly
+        return self._found[key]
+
+    def fit(self, key: str, value: int | str) -> str:
+        """Set ``key`` to ``value`` unless the user set it; returns the value in force."""
+        user = self.user_value(key)
+        if user is not None:
+            return user
+        self.spark.conf.set(key, str(value))
+        return str(value)
+
+    def partitions(self, total_bytes: int, target_bytes: int = TARGET_PARTITION_BYTES) -> int:
+        """Partitions for ``total_bytes`` of shuffled data: the user's shuffle partitions, else
+        ``max(cores, ceil(total_bytes / target_bytes))``."""
+        user = self.user_value(SHUFFLE_PARTITIONS)
+        if user is not None:
+            return int(user)
+        return max(self.spark.sparkContext.defaultParallelism, math.ceil(total_bytes / target_bytes))
+
+    def fit_shuffle(self, total_bytes: int) -> int:
+        """Shuffle partitions for a largest shuffle of ``total_bytes``."""
+        return int(self.fit(SHUFFLE_PARTITIONS, self.partitions(total_bytes)))
+
+    def fit_documents(self, row_bytes: int | None, text_column: str) -> int:
+        """Reading and writing rows of up to ``row_bytes`` (None: unknown) with a text column.
+
+        Parquet reader batches hold ``READER_BATCH_BYTES`` of such rows (between 1 and Spark's
+        default 4,096; returned). The text column is written without min/max statistics: a
+        Parquet writer keeps a copy of both values of every row group until its file closes,
+        which for documents of megabytes grows with the file, and a document's text is never
+        a useful bound. (Session settings reach the Parquet reader and writer as Hadoop keys.)
+        """
+        self.fit(f"{STATISTICS}#{text_column}", "false")
+        rows = READER_BATCH_ROWS if not row_bytes else min(READER_BATCH_ROWS, max(1, READER_BATCH_BYTES // row_bytes))
+        return int(self.fit(READER_BATCH, rows))
+
+    def restore(self) -> None:
+        for key, value in self._found.items():
+            if value is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, value)

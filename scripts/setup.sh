@@ -60,4 +60,6 @@ if [[ "${1:-}" == "--runtime" ]]; then
     extras="dev,runtime,megatron"
 fi
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
+# the kernels' machine code and the JVM's classes, cached once here rather than at every job's start
+.venv/bin/python scripts/warm_start.py
 echo "ready: $(.venv/bin/python -c 'import pyspark; print("pyspark", pyspark.__version__)'), java $java_major"

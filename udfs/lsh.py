@@ -95,6 +95,42 @@ def split_by_part(keys: np.ndarray, ids: np.ndarray, parts: int) -> list[tuple[i
             for p, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo]
 
 
+def spark_int_hash(values: np.ndarray, seed: int = 42) -> np.ndarray:
+    """Spark's ``hash`` of 32-bit integers (Murmur3 x86_32, ``hashInt``, seed 42).
+
+    It is what hash partitioning computes: ``repartition(n, col)`` sends a row to partition
+    ``pmod(hash(col), n)``.
+    """
+    def rotl(x, r):
+        return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+    k = rotl(values.astype(np.int64).astype(np.uint32) * np.uint32(0xCC9E2D51), 15) * np.uint32(0x1B873593)
+    h = rotl(np.uint32(seed) ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+    h ^= np.uint32(4)  # the input's length in bytes
+    h = (h ^ (h >> np.uint32(16))) * np.uint32(0x85EBCA6B)
+    h = (h ^ (h >> np.uint32(13))) * np.uint32(0xC2B2AE35)
+    return (h ^ (h >> np.uint32(16))).view(np.int32)
+
+
+def partition_tags(parts: int) -> np.ndarray:
+    """``tags[p]``: the smallest non-negative integer that ``repartition(parts, col)`` sends to partition ``p``.
+
+    Tagging part ``p``'s rows with ``tags[p]`` puts every part in a partition of its own. Tagged
+    with ``p`` itself, parts would land where their hash sends them: with two parts, both in the
+    same partition half of the time, and in general about a third of the partitions empty.
+    """
+    tags = np.full(parts, -1, dtype=np.int64)
+    start = 0
+    while (tags < 0).any():
+        candidates = np.arange(start, start + 4 * parts, dtype=np.int64)
+        target = np.mod(spark_int_hash(candidates).astype(np.int64), parts)
+        first = np.unique(target, return_index=True)
+        open_parts = tags[first[0]] < 0
+        tags[first[0][open_parts]] = candidates[first[1][open_parts]]
+        start += 4 * parts
+    return tags
+
+
 def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
                  neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct candidate pairs ``(src > dst)`` of the buckets (equal ``keys``) among the given rows.

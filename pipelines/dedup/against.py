@@ -71,6 +71,11 @@ class Against:
         self.docs = _union([spark.read.schema(INDEX_DOCS).parquet(f"{run.segment}/docs").withColumn("run", F.lit(k))
                             for k, run in enumerate(runs)])
 
+    @property
+    def indexed_documents(self) -> int:
+        """Documents of all indexed runs, as their manifests count them."""
+        return sum(run.documents for run in self.runs)
+
     def ids(self) -> DataFrame:
         return self.docs.select(DOC_ID)
 
@@ -176,7 +181,7 @@ class Against:
         per_run = dict(duplicates.join(self.docs.select(F.col(DOC_ID).alias("cluster_id"), "run"), "cluster_id")
                        .groupBy("run").count().collect())
         return {"against": list(self.cfg.index.against), "exact_matches": exact_matches,
-                "indexed_documents": sum(run.documents for run in self.runs),
+                "indexed_documents": self.indexed_documents,
                 "runs": [{"output": run.output, "id": run.id, "documents": run.documents, "matched": per_run.get(k, 0),
                           "texts_needed": {"kept": self.texts_needed.get((k, True), 0),
                                          "removed": self.texts_needed.get((k, False), 0)}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments, input_config, spark_config
-from pipelines.config import DedupConfig, IndexConfig, KeepPolicy, LshConfig, MinHashConfig, VerifyMode
+from pipelines.config import DEDUP_SPARK, DedupConfig, IndexConfig, KeepPolicy, LshConfig, MinHashConfig, VerifyMode
 from pipelines.logs import add_logging_arguments
 
 
@@ -69,7 +69,7 @@ def dedup_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output directory (must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     add_dedup_arguments(p)
-    add_spark_arguments(p)
+    add_spark_arguments(p, DEDUP_SPARK)
     add_logging_arguments(p)
     return p
 

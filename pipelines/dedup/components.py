@@ -22,6 +22,11 @@ The same per-round aggregate gives the largest degree; a round without a hub use
 shuffled joins and skips the broadcast jobs. (Large-star gives a node ``v`` one edge per
 smaller neighbour at most, so no node of the small-star input has more edges than its degree
 in the round's input: the one test covers both steps.)
+
+A graph of at most ``local_edges`` edges (the verified edges of a corpus of a few gigabytes are
+tens of thousands) is not worth a round of shuffles: it goes to one task, which labels it with
+SciPy's connected components (``udfs.graph``) in well under a second and about 100 bytes of
+memory per edge. The rounds are for graphs beyond that, where no task may hold the graph.
 """
 
 from __future__ import annotations
@@ -30,12 +35,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
 
 from pipelines.config import DedupConfig
 from pipelines.dedup.skew import hub_join
 from schemas.dedup import DOC_ID
+from udfs.graph import component_roots
+
+# Graphs of up to this many edges are labelled in one task (about 200 MB of worker memory).
+LOCAL_EDGES = 2_000_000
+LABELS = StructType([StructField(DOC_ID, LongType(), False), StructField("root", LongType(), False)])
 
 log = logging.getLogger("corpus_prep.dedup")
 
@@ -90,16 +103,37 @@ def small_star(edges: DataFrame, hub_degree: int | None) -> DataFrame:
     return leaves.unionByName(centre).distinct()
 
 
+def local_labels(edges: DataFrame) -> DataFrame:
+    """``(doc_id, root)`` for every node of ``edges``, computed in one task (``LOCAL_EDGES`` at most)."""
+    names = LABELS.fieldNames()
+
+    def label(batches):
+        src, dst = [], []
+        for batch in batches:
+            src.append(batch.column(0).to_numpy())
+            dst.append(batch.column(1).to_numpy())
+        if src:
+            nodes, roots = component_roots(np.concatenate(src), np.concatenate(dst))
+            yield pa.RecordBatch.from_arrays([pa.array(nodes), pa.array(roots)], names=names)
+
+    return edges.select("src", "dst").repartition(1).mapInArrow(label, LABELS)
+
+
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
-                         max_rounds: int, hub_degree: int = DedupConfig.hub_degree) -> Components:
+                         max_rounds: int, hub_degree: int = DedupConfig.hub_degree,
+                         local_edges: int = LOCAL_EDGES) -> Components:
     """Label every node of ``edges`` with its component's smallest id.
 
     ``checkpoint(df, name)`` must persist ``df`` durably and return it read back. ``rounds`` counts
-    the large-star/small-star rounds run: 0 when the input is already a forest of stars.
+    the large-star/small-star rounds run: 0 when the input is already a forest of stars or has at
+    most ``local_edges`` edges (labelled in one task).
     """
     current = checkpoint(canonical(edges), "cc-input")
     shape = star_shape(current)
     _log_round(0, shape)
+    if not shape.converged and shape.edges <= local_edges:
+        log.info("dedup components: %s edges labelled in one task", f"{shape.edges:,}")
+        return Components(local_labels(current), 0)
     rounds = 0
     while not shape.converged:
         if rounds >= max_rounds:

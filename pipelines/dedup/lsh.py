@@ -3,7 +3,8 @@
 Each document contributes one ``(band_key, doc_id)`` pair per band (its ``band_keys``, computed
 by the signature scan; a key is seeded by its band, so it names the bucket alone). Pairs are
 sent to part ``key mod parts`` in packed blocks (``BAND_KEY_BLOCKS``) — a few thousand rows
-through the shuffle instead of one row per pair — so every bucket is whole in one partition,
+through the shuffle instead of one row per pair — so every bucket is whole in one partition
+(each part in a partition of its own: blocks carry a tag that hash partitioning sends there),
 and each partition is grouped by one NumPy sort (``udfs.lsh.bucket_pairs``): all pairs of a
 small bucket, a bounded number of random partners per member in a large one. Candidates do
 not depend on a bucket's centre, so two duplicates are compared even when both differ from
@@ -21,14 +22,29 @@ from pyspark.sql import functions as F
 
 from schemas.dedup import BAND_KEY_BLOCKS, DOC_ID, EDGES
 from pipelines.config import LshConfig
-from udfs.lsh import bucket_pairs, bucket_pairs_against, split_by_part
+from pipelines.spark_session import FittedSettings
+from udfs.lsh import bucket_pairs, bucket_pairs_against, partition_tags, split_by_part
 
 _INDEXED = "_indexed"
+# A (band key, doc_id) pair is two int64s. A part is grouped in one Python worker, whose sort
+# holds about six times the part's pairs at its peak: 32 MB of pairs stay near 200 MB.
+PAIR_BYTES = 16
+PART_BYTES = 32 * 2**20
+
+
+def lsh_parts(settings: FittedSettings, documents: int, bands: int) -> int:
+    """Parts for the ``documents * bands`` pairs: one per ``PART_BYTES`` of them, at least one per core.
+
+    Parts are a repartition to a fixed count, which adaptive execution does not coalesce, so
+    every part is a task: a count sized to the data rather than Spark's 200.
+    """
+    return settings.partitions(documents * bands * PAIR_BYTES, PART_BYTES)
 
 
 def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
     """``BAND_KEY_BLOCKS`` holding every ``(band_key, doc_id)`` pair of ``signatures``."""
     names = BAND_KEY_BLOCKS.fieldNames()
+    tags = partition_tags(parts)  # part p's tag, which repartition(parts, "part") sends to partition p
 
     def to_blocks(batches):
         for batch in batches:
@@ -37,7 +53,7 @@ def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
             ids = np.repeat(batch.column(0).to_numpy(), pc.list_value_length(lists).to_numpy(zero_copy_only=False))
             blocks = split_by_part(keys, ids, parts)
             yield pa.RecordBatch.from_arrays([
-                pa.array([p for p, _, _ in blocks], pa.int32()),
+                pa.array([tags[p] for p, _, _ in blocks], pa.int32()),
                 pa.array([k.tobytes() for _, k, _ in blocks], pa.binary()),
                 pa.array([i.tobytes() for _, _, i in blocks], pa.binary()),
             ], names=names)

@@ -24,7 +24,7 @@ from pipelines.dedup.exact import exact_copies, exact_groups, lsh_input
 from pipelines.dedup.index import (IndexedRun, IndexWriter, earlier_runs, index_settings, index_writers,
                                    read_indexes, segment_tables)
 from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeated_hashes
-from pipelines.dedup.lsh import band_blocks, candidate_edges
+from pipelines.dedup.lsh import band_blocks, candidate_edges, lsh_parts
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.survivors import (cluster_counts, cluster_survivors, duplicates_table, ranked_hashes,
@@ -35,7 +35,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import get_spark
+from pipelines.spark_session import FittedSettings, get_spark
 from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
@@ -43,6 +43,11 @@ from schemas.rejected import REJECTED
 from udfs.lsh import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")
+# The job's largest shuffle carries up to about this many bytes per document: 7.5 KB on the
+# 1.1 GB real corpus of BENCHMARKS.md (the shingle sets of uncertain pairs), 3.8 KB on a 0.3 GB
+# prefix of it. Shuffle partitions are sized from the document count once the signature stage
+# knows it; adaptive execution coalesces the partitions of smaller shuffles.
+SHUFFLE_BYTES_PER_DOCUMENT = 8192
 
 
 class AccountingError(RuntimeError):
@@ -94,8 +99,9 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     checkpoint = Checkpoints(spark, out)
     against = Against(spark, earlier, cfg) if earlier else None
     writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
+    fitted = FittedSettings(spark)
     try:
-        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer, against, writers).run()
+        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer, fitted, against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -114,6 +120,8 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
         for writer in writers:
             writer.abandon()
         raise
+    finally:
+        fitted.restore()
     return DedupResult(cfg.output, stats)
 
 
@@ -125,8 +133,10 @@ class _Stages:
     """
 
     def __init__(self, spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-                 timer: StageTimer, against: Against | None = None, writers: list[IndexWriter] | None = None) -> None:
+                 timer: StageTimer, fitted: FittedSettings, against: Against | None = None,
+                 writers: list[IndexWriter] | None = None) -> None:
         self.spark, self.cfg, self.out, self.checkpoint, self.timer = spark, cfg, out, checkpoint, timer
+        self.fitted = fitted  # session settings sized to this input (restored when the run ends)
         self.against, self.writers = against, writers or []
         self.matched: DataFrame | None = None  # --against: documents with an exact copy in an index
 
@@ -138,7 +148,7 @@ class _Stages:
         sigs, documents, text_counts = self.signatures(corpus, documents, bands, rows)
         ranks = survivor_ranks(cfg.keep, cfg.keep_priority_column, sigs, documents)
         exact, lsh_documents = self.exact(sigs, ranks, text_counts["documents"])
-        candidates = self.lsh(lsh_documents)
+        candidates = self.lsh(lsh_documents, text_counts["documents"], bands)
         scored, verification = self.verify(candidates, sigs, lsh_documents, documents, corpus.text_column)
         components = self.components(verification.edges)
         duplicates = self.survivors(components.labels, ranks, exact, verification.edges)
@@ -157,6 +167,7 @@ class _Stages:
             corpus = read_corpus(self.spark, self.cfg.input)
             for note in corpus.notes:
                 log.warning(note)
+            self.fitted.fit_documents(corpus.row_bytes, corpus.text_column)
             _check_priority_column(self.cfg, corpus.documents)
             documents, id_rejects = assign_doc_ids(corpus.documents, self.cfg.input.id_column)
             rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
@@ -181,6 +192,7 @@ class _Stages:
                 F.count_if(F.col("normalized_length") == 0).alias("empty"),
                 F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
             ).first()
+            self.fitted.fit_shuffle(text_counts["documents"] * SHUFFLE_BYTES_PER_DOCUMENT)
             progress.note(rows_out=text_counts["documents"], empty=text_counts["empty"])
         return sigs, documents, text_counts
 
@@ -200,9 +212,10 @@ class _Stages:
             exact = exact.join(self.matched.select(DOC_ID), DOC_ID, "left_anti")
             return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids, also_removed=self.matched)
 
-    def lsh(self, documents: DataFrame) -> DataFrame:
+    def lsh(self, documents: DataFrame, n_documents: int, bands: int) -> DataFrame:
         with self.timer.stage("lsh") as progress:
-            parts = int(self.spark.conf.get("spark.sql.shuffle.partitions"))  # a part: one shuffle partition's worth
+            indexed_documents = self.against.indexed_documents if self.against is not None else 0
+            parts = lsh_parts(self.fitted, n_documents + indexed_documents, bands)
             indexed = self.against.band_blocks(parts) if self.against is not None else None
             candidates = self.checkpoint(candidate_edges(band_blocks(documents, parts), parts, self.cfg.lsh, indexed),
                                          "candidates")

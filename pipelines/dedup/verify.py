@@ -41,12 +41,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
 from schemas.dedup import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
+from udfs.graph import node_components
 from udfs.lsh import signature_agreement
 from udfs.minhash import ShingleSets, pair_jaccard, shingle_sets
 
@@ -86,9 +85,8 @@ def pair_homes(src: np.ndarray, dst: np.ndarray, max_pairs: int) -> np.ndarray:
     Homes are numbered by the position of their first pair in (component, ``src``) order.
     """
     n_pairs = len(src)
-    ids, index = np.unique(np.concatenate([src, dst]), return_inverse=True)
-    graph = coo_matrix((np.ones(n_pairs, np.int8), (index[:n_pairs], index[n_pairs:])), shape=(len(ids), len(ids)))
-    component = connected_components(graph, directed=False)[1][index[:n_pairs]]
+    _, index, node_component = node_components(src, dst)
+    component = node_component[index[:n_pairs]]
     order = np.lexsort((src, component))
     first = np.flatnonzero(np.diff(component[order], prepend=-1))  # where each component starts in ``order``
     start = np.repeat(first, np.diff(np.append(first, n_pairs)))

@@ -10,6 +10,7 @@ raise :class:`InputError` on the driver before any task runs, naming what was fo
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from pipelines.io.paths import GLOB_CHARS, input_files
 from schemas.rejected import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+# Parquet footers read to learn the input's row size: this many files, evenly spread over the input.
+FOOTER_SAMPLE_FILES = 16
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Corpus:
     text_column: str
     input_format: str
     notes: list[str] = field(default_factory=list)
+    # Parquet: the largest average row of the sampled row groups, in uncompressed bytes (what a
+    # reader batch of n rows holds is about n times this); None for other formats
+    row_bytes: int | None = None
 
 
 def detect_format(fs: HadoopFs, path: str, files: list[str] | None) -> str:
@@ -56,12 +62,36 @@ def read_corpus(spark: SparkSession, cfg: InputConfig) -> Corpus:
     fmt = detect_format(fs, cfg.path, files) if cfg.input_format == "auto" else cfg.input_format
     if fmt == "parquet":
         frame = _resolved(lambda: spark.read.parquet(cfg.path), cfg.path, fmt)
-        return _typed_text_column(frame, _empty_rejected(spark), cfg, fmt)
+        corpus = _typed_text_column(frame, _empty_rejected(spark), cfg, fmt)
+        corpus.row_bytes = _resolved(lambda: parquet_row_bytes(spark, files), cfg.path, fmt)
+        return corpus
     if fmt == "hf":
         return _typed_text_column(_read_hf_saved(spark, fs, cfg.path), _empty_rejected(spark), cfg, fmt)
     if fmt == "json":
         return _read_json_lines(spark, cfg)
     raise InputError(f"unknown input format {fmt!r} (expected parquet, json or hf)")
+
+
+def parquet_row_bytes(spark: SparkSession, files: list[str]) -> int | None:
+    """The largest average row size (all columns, uncompressed) among the row groups of up to
+    ``FOOTER_SAMPLE_FILES`` of ``files``, evenly spaced; None if they hold no rows.
+
+    Read from the footers through Hadoop's Parquet reader, so any filesystem Spark reads works.
+    Row sizes within a row group are not recorded; a reader batch is never larger than its row group.
+    """
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    largest = 0
+    for name in files[::max(1, len(files) // FOOTER_SAMPLE_FILES)][:FOOTER_SAMPLE_FILES]:
+        source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(name), conf)
+        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
+        try:
+            for block in reader.getFooter().getBlocks():
+                if block.getRowCount():
+                    largest = max(largest, math.ceil(block.getTotalByteSize() / block.getRowCount()))
+        finally:
+            reader.close()
+    return largest or None
 
 
 def _resolved(read: Callable[[], object], path: str, fmt: str):

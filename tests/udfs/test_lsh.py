@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import quad
 
 from udfs.lsh import (band_keys, bucket_pairs, bucket_pairs_against, collision_probability, optimal_bands_rows,
-                      signature_agreement, split_by_part)
+                      partition_tags, signature_agreement, spark_int_hash, split_by_part)
 from udfs.minhash import compute_signatures, permutations
 
 
@@ -133,3 +133,22 @@ def test_split_by_part_keeps_each_key_in_one_part_and_loses_no_pair():
         assert 0 <= part < 7 and len(block_keys) == len(block_ids) > 0
         for key, doc in zip(block_keys.tolist(), block_ids.tolist()):
             assert keys[doc] == key and part_of.setdefault(key, part) == part
+
+
+def test_spark_int_hash_is_sparks_hash(spark):
+    from pyspark.sql import functions as F
+
+    values = np.array([0, 1, -1, 7, 2**31 - 1, -2**31, 123456789, -987654321], dtype=np.int64)
+    frame = spark.createDataFrame([(int(v),) for v in values], "v int")
+    expected = [r[0] for r in frame.select(F.hash("v")).collect()]
+    assert spark_int_hash(values).tolist() == expected
+
+
+@pytest.mark.parametrize("parts", [1, 2, 7, 64])
+def test_partition_tags_send_each_part_to_a_partition_of_its_own(spark, parts):
+    from pyspark.sql import functions as F
+
+    tags = partition_tags(parts)
+    frame = spark.createDataFrame([(int(t), p) for p, t in enumerate(tags)], "tag int, part int")
+    placed = frame.repartition(parts, "tag").select("part", F.spark_partition_id().alias("partition")).collect()
+    assert sorted((r["part"], r["partition"]) for r in placed) == [(p, p) for p in range(parts)]

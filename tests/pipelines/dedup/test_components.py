@@ -1,4 +1,5 @@
-"""Large-star/small-star components against scipy's connected_components on the same graphs."""
+"""Connected components against scipy's connected_components and a union-find on the same graphs:
+the large-star/small-star rounds, and the one-task labelling of small graphs."""
 
 import itertools
 
@@ -24,7 +25,23 @@ def scipy_labels(edges: np.ndarray) -> dict[int, int]:
     return {int(node): int(smallest[c]) for node, c in zip(nodes, comp)}
 
 
-def run_spark(spark, tmp_path, edges: np.ndarray):
+def union_find_labels(edges: np.ndarray) -> dict[int, int]:
+    """node → smallest node id of its component, by a plain union-find (independent of scipy)."""
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s, d in edges.tolist():
+        a, b = find(s), find(d)
+        parent[max(a, b)] = min(a, b)  # the root of a set is always its smallest member
+    return {node: find(node) for node in list(parent)}
+
+
+def run_spark(spark, tmp_path, edges: np.ndarray, local_edges: int = 0):
     frame = spark.createDataFrame([(int(s), int(d)) for s, d in edges], "src long, dst long")
 
     def checkpoint(df, name):
@@ -32,7 +49,7 @@ def run_spark(spark, tmp_path, edges: np.ndarray):
         df.write.parquet(path)
         return spark.read.parquet(path)
 
-    result = connected_components(frame, checkpoint, max_rounds=100)
+    result = connected_components(frame, checkpoint, max_rounds=100, local_edges=local_edges)
     labels = {r["doc_id"]: r["root"] for r in result.labels.collect()}
     return labels, result.rounds
 
@@ -55,6 +72,20 @@ def test_components_equal_scipy(spark, tmp_path, name):
     labels, rounds = run_spark(spark, tmp_path, edges)
     expected = scipy_labels(edges[edges[:, 0] != edges[:, 1]])  # a self-loop alone is no duplicate
     assert labels == expected
+
+
+@pytest.mark.parametrize("name", list(graphs()))
+def test_small_graphs_labelled_in_one_task_equal_union_find(spark, tmp_path, name):
+    edges = graphs()[name]
+    labels, rounds = run_spark(spark, tmp_path, edges, local_edges=len(edges))
+    assert labels == union_find_labels(edges[edges[:, 0] != edges[:, 1]])
+    assert rounds == 0
+
+
+def test_graphs_beyond_the_one_task_limit_go_through_rounds(spark, tmp_path):
+    chain = graphs()["chain"]
+    labels, rounds = run_spark(spark, tmp_path, chain, local_edges=len(chain) - 1)
+    assert rounds >= 3 and labels == union_find_labels(chain)
 
 
 def test_rounds_stop_at_the_forest_of_stars(spark, tmp_path):
