@@ -8,13 +8,21 @@ corpus is deduplicated by ``python jobs/dedup.py --master local-cluster[2,1,MB]`
 executors are separate JVMs, and the peak resident memory of the driver JVM, of the executor
 JVMs and of the Python workers is sampled every 0.2 s. A driver that collects nothing shows
 the same peak whatever the corpus size; the executors' peaks are bounded by their heap.
+
+Resident memory alone cannot show a driver that keeps more and more: a JVM grows towards its
+heap limit whatever it keeps, and gives little back. So every JVM of the run also logs its
+garbage collections (``JAVA_TOOL_OPTIONS=-Xlog:gc``), and the report gives the largest heap
+*in use after a collection* per role: what the JVM still held once garbage was gone. That
+figure grows with the corpus if the driver holds per-document state, and stays flat if not.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,23 +50,44 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def peak_memory(job: subprocess.Popen) -> dict[str, int]:
-    """Sample the job's process tree until it exits; peak RSS per role, in MB."""
+def peak_memory(job: subprocess.Popen) -> tuple[dict[str, int], dict[int, str]]:
+    """Sample the job's process tree until it exits: peak RSS per role in MB, and each JVM's role by pid."""
     me = psutil.Process(job.pid)
     peaks = {"driver_jvm": 0, "executor_jvms": 0, "python_workers": 0}
+    jvm_roles: dict[int, str] = {}
     while job.poll() is None:
         now = dict.fromkeys(peaks, 0)
         for p in me.children(recursive=True):
             line = _cmdline(p)
             if "CoarseGrainedExecutorBackend" in line:
                 now["executor_jvms"] += _rss(p)
+                jvm_roles[p.pid] = "executor_jvms"
             elif "java" in line.split(" ")[0]:
                 now["driver_jvm"] += _rss(p)
+                jvm_roles[p.pid] = "driver_jvm"
             elif "pyspark" in line:
                 now["python_workers"] += _rss(p)
         peaks = {k: max(peaks[k], now[k]) for k in peaks}
         time.sleep(0.2)
-    return {k: v // 2**20 for k, v in peaks.items()}
+    return {k: v // 2**20 for k, v in peaks.items()}, jvm_roles
+
+
+# A unified-logging GC line ends with "<before>M-><after>M(<heap>M) <pause>ms".
+GC_LINE = re.compile(r"Pause .* (\d+)M->(\d+)M\((\d+)M\)")
+
+
+def heap_after_gc(log_dir: str, jvm_roles: dict[int, str]) -> dict[str, dict[str, int]]:
+    """Per role: the largest heap in use after a collection, collections counted, and the heap size, in MB."""
+    found: dict[str, dict[str, int]] = {}
+    for path in glob.glob(os.path.join(log_dir, "gc-*.log")):
+        role = jvm_roles.get(int(re.search(r"gc-(\d+)\.log", path).group(1)), "other_jvms")
+        entry = found.setdefault(role, {"max_used_after_gc_mb": 0, "collections": 0, "heap_mb": 0})
+        for match in map(GC_LINE.search, open(path, errors="replace")):
+            if match:
+                entry["max_used_after_gc_mb"] = max(entry["max_used_after_gc_mb"], int(match.group(2)))
+                entry["collections"] += 1
+                entry["heap_mb"] = max(entry["heap_mb"], int(match.group(3)))
+    return found
 
 
 def corpus_mb(path: str) -> float:
@@ -72,25 +101,28 @@ def corpus_mb(path: str) -> float:
 def run(corpus: str, executor_mb: int, driver_memory: str) -> dict:
     spark_work = os.path.join(os.path.dirname(pyspark.__file__), "work")
     before = set(os.listdir(spark_work)) if os.path.isdir(spark_work) else set()
-    out = os.path.join(tempfile.mkdtemp(prefix="dedup-memory-"), "out")
+    work = tempfile.mkdtemp(prefix="dedup-memory-")
+    out = os.path.join(work, "out")
     cmd = [sys.executable, JOB, "--input", corpus, "--output", out, "--master",
            f"local-cluster[2,1,{executor_mb}]", "--shuffle-partitions", "16", "--driver-memory", driver_memory]
-    env = dict(os.environ, PYTHONPATH=ROOT, PYSPARK_PYTHON=sys.executable)
+    env = dict(os.environ, PYTHONPATH=ROOT, PYSPARK_PYTHON=sys.executable,
+               JAVA_TOOL_OPTIONS=f"-Xlog:gc:file={work}/gc-%p.log")
     start = time.perf_counter()
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:
-        peaks = peak_memory(job)
+        peaks, jvm_roles = peak_memory(job)
         stderr = job.stderr.read().decode(errors="replace")
         if job.wait() != 0:
             raise RuntimeError(f"job failed on {corpus}:\n{stderr[-3000:]}")
         seconds = time.perf_counter() - start
         stats = json.load(open(os.path.join(out, "stats.json")))
+        heap = heap_after_gc(work, jvm_roles)
     finally:
-        shutil.rmtree(os.path.dirname(out), ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         for app in (set(os.listdir(spark_work)) - before) if os.path.isdir(spark_work) else ():
             shutil.rmtree(os.path.join(spark_work, app), ignore_errors=True)
     return {"corpus": corpus, "texts_mb": corpus_mb(corpus), "documents": stats["documents"],
-            "seconds": round(seconds, 1), "peak_rss_mb": peaks}
+            "seconds": round(seconds, 1), "peak_rss_mb": peaks, "heap_after_gc": heap}
 
 
 def main() -> None:

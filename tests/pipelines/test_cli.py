@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from pipelines.cli import HelpFormatter, run_job
+from pipelines.config import DEDUP_SPARK, SparkConfig
 from pipelines.dedup.cli import dedup_config, dedup_parser
 from pipelines.errors import InputError
 from pipelines.pack.cli import pack_config, pack_parser
@@ -72,15 +73,20 @@ def test_prepare_takes_every_option_of_dedup_and_pack_with_the_same_meaning():
     assert flags(prepare_parser()) == ((flags(dedup_parser()) | flags(pack_parser()) | {"--stages", "--force",
                                                                                          "--pack-seed"})
                                        - {"--overwrite"})
+    # --driver-memory given: its default differs on purpose (the dedup job's own 2g; prepare runs
+    # pack in the same session, so it keeps the general default)
     dedup = ["--input", "in", "--text-column", "body", "--keep", "longest", "--seed", "5", "--no-verify",
-             "--master", "local[2]"]
+             "--master", "local[2]", "--driver-memory", "3g"]
     pack = ["--packing", "greedy", "--formats", "tfrecord", "--train-tokenizer", "--vocab-size", "400",
             "--no-shuffle-rows", "--target-shard-bytes", "1M"]
     cfg = prepare_config(prepare_parser().parse_args(["--output", "run/", *dedup, *pack, "--pack-seed", "7"]))
     assert cfg.dedup == dedup_config(dedup_parser().parse_args([*dedup, "--output", "run/dedup", "--overwrite"]))
     assert cfg.pack == pack_config(pack_parser().parse_args(["--input", "run/dedup", "--text-column", "body",
                                                              "--output", "run/pack", "--overwrite", "--master",
-                                                             "local[2]", *pack, "--seed", "7"]))
+                                                             "local[2]", "--driver-memory", "3g", *pack, "--seed",
+                                                             "7"]))
+    defaults = prepare_config(prepare_parser().parse_args(["--output", "run/", "--input", "in", "--train-tokenizer"]))
+    assert defaults.dedup.spark.driver_memory == SparkConfig.driver_memory != DEDUP_SPARK.driver_memory
 
 
 @pytest.mark.parametrize("error,line,code", [
