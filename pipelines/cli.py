@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from pipelines.config import InputConfig, SparkConfig
 from pipelines.errors import OneLineError, one_line
 from pipelines.logs import configure_logging, log_config
+from pipelines.timing import CANCELLED
 
 # The name a job's usage line shows: ``jobs/dedup.py`` run directly, ``corpus-prep dedup`` as a subcommand.
 _PROG: ContextVar[str | None] = ContextVar("corpus_prep_prog", default=None)
@@ -103,6 +104,7 @@ def _stop_spark_jobs(done: threading.Event) -> None:
     """Cancel the running Spark job, and each one the worker starts after it, until the worker is ``done``."""
     from pyspark import SparkContext
 
+    CANCELLED.set()
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_py4j)
     deadline = time.monotonic() + CLEANUP_SECONDS
@@ -134,6 +136,7 @@ def _run_interruptible(run: Callable[[object], object], cfg: object) -> object:
     """
     if threading.current_thread() is not threading.main_thread():
         return run(cfg)
+    CANCELLED.clear()
     outcome: dict[str, object] = {}
     done = threading.Event()
 

@@ -9,12 +9,16 @@ a running job belongs to.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 # Spark's local properties behind setJobGroup / setJobDescription.
 _JOB_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+# Set by the command line on Ctrl-C (``pipelines.cli``): a stage that fails after it was cancelled
+# says so, instead of naming the cancelled Spark job's Java exception.
+CANCELLED = threading.Event()
 # The row counts an end line shows first, and their labels.
 _ROWS = {"rows_in": "rows in", "rows_out": "rows out"}
 
@@ -65,7 +69,8 @@ class StageTimer:
             yield progress
         except BaseException as err:
             elapsed = self._close(name, start, saved)
-            self.log.warning("%s: failed after %.1f s (%s)", label, elapsed, type(err).__name__)
+            cause = "interrupted" if CANCELLED.is_set() else type(err).__name__
+            self.log.warning("%s: failed after %.1f s (%s)", label, elapsed, cause)
             raise
         elapsed = self._close(name, start, saved)
         self.log.info("%s: done in %.1f s%s", label, elapsed, progress.describe())
