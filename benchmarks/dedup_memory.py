@@ -80,13 +80,14 @@ def heap_after_gc(log_dir: str, jvm_roles: dict[int, str]) -> dict[str, dict[str
     """Per role: the largest heap in use after a collection, collections counted, and the heap size, in MB."""
     found: dict[str, dict[str, int]] = {}
     for path in glob.glob(os.path.join(log_dir, "gc-*.log")):
+        collections = [m for m in map(GC_LINE.search, open(path, errors="replace")) if m]
+        if not collections:  # a JVM that never collected (spark-submit's launcher)
+            continue
         role = jvm_roles.get(int(re.search(r"gc-(\d+)\.log", path).group(1)), "other_jvms")
         entry = found.setdefault(role, {"max_used_after_gc_mb": 0, "collections": 0, "heap_mb": 0})
-        for match in map(GC_LINE.search, open(path, errors="replace")):
-            if match:
-                entry["max_used_after_gc_mb"] = max(entry["max_used_after_gc_mb"], int(match.group(2)))
-                entry["collections"] += 1
-                entry["heap_mb"] = max(entry["heap_mb"], int(match.group(3)))
+        entry["max_used_after_gc_mb"] = max(entry["max_used_after_gc_mb"], *(int(m.group(2)) for m in collections))
+        entry["collections"] += len(collections)
+        entry["heap_mb"] = max(entry["heap_mb"], *(int(m.group(3)) for m in collections))
     return found
 
 
