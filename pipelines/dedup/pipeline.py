@@ -43,10 +43,11 @@ from schemas.rejected import REJECTED
 from udfs.lsh import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")
-# The job's largest shuffle carries up to about this many bytes per document: 7.5 KB on the
-# 1.1 GB real corpus of BENCHMARKS.md (the shingle sets of uncertain pairs), 3.8 KB on a 0.3 GB
-# prefix of it. Shuffle partitions are sized from the document count once the signature stage
-# knows it; adaptive execution coalesces the partitions of smaller shuffles.
+# The job's largest shuffle carries up to about this many bytes per document: exact
+# verification's texts of the documents in uncertain pairs, 3.6 KB per document on the 1-4 GB
+# real slices of BENCHMARKS.md (7.5 KB when it shuffled shingle sets per pair); 8 KB leaves room
+# for a corpus with more pairs near the threshold. Shuffle partitions are sized from the document
+# count once the signature stage knows it; adaptive execution coalesces smaller shuffles' partitions.
 SHUFFLE_BYTES_PER_DOCUMENT = 8192
 
 
