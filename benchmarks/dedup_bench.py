@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +36,7 @@ import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from benchmarks.process_tree import TreeSampler  # noqa: E402
 from benchmarks.synthetic_corpus import generate, word_shingles  # noqa: E402
 from pipelines.config import DedupConfig, InputConfig, MinHashConfig, SparkConfig  # noqa: E402
 from pipelines.dedup.pipeline import choose_bands_rows, run_dedup  # noqa: E402
@@ -112,44 +112,18 @@ def reference_whole(texts: list[str], threshold: float, bands_rows: tuple[int, i
     return sum(find(i) == i for i in range(len(texts))), signature_wall, signature_cpu
 
 
-class PeakMemory:
-    """Peak RSS of this process's JVM child and of the Python workers.
-
-    In local mode the executors run inside the driver JVM, so its figure covers both."""
-
-    def __init__(self) -> None:
-        self.driver = self.workers = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.2):
-            driver = workers = 0
-            for child in me.children(recursive=True):
-                try:
-                    name = " ".join(child.cmdline()[:3])
-                    rss = child.memory_info().rss
-                except psutil.Error:
-                    continue
-                if "java" in name:
-                    driver += rss
-                elif "pyspark" in " ".join(child.cmdline()):
-                    workers += rss
-            self.driver, self.workers = max(self.driver, driver), max(self.workers, workers)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+def spark_role(process: psutil.Process) -> str | None:
+    """``driver`` (the JVM: in local mode the executors run inside it) or ``workers`` (PySpark's
+    Python processes); anything else under this process is left out."""
+    line = process.cmdline()
+    if "java" in " ".join(line[:3]):
+        return "driver"
+    return "workers" if "pyspark" in " ".join(line) else None
 
 
-def run_job(spark, path: str, out: str) -> tuple[dict, float, PeakMemory]:
+def run_job(spark, path: str, out: str) -> tuple[dict, float, TreeSampler]:
     shutil.rmtree(out, ignore_errors=True)
-    with PeakMemory() as memory:
+    with TreeSampler(os.getpid(), spark_role, include_root=False) as memory:
         start = time.perf_counter()
         stats = run_dedup(DedupConfig(input=InputConfig(path=path), output=out), spark=spark).stats
         seconds = time.perf_counter() - start
@@ -165,7 +139,7 @@ def corpus_bytes(spark, corpus_dir: str) -> int:
     return spark.read.parquet(corpus_dir).selectExpr("sum(octet_length(content)) as b").first()["b"]
 
 
-def full_report(total_bytes: int, stats: dict, job_s: float, memory: PeakMemory,
+def full_report(total_bytes: int, stats: dict, job_s: float, memory: TreeSampler,
                 warm: list[float] = ()) -> dict:
     """The whole-corpus run (``total_bytes`` of text): rate, memory, counts and per-stage figures."""
     stages = {name: {"seconds": s, "mb_s_per_core": round(total_bytes / s / 1e6 / CORES, 1),
@@ -175,7 +149,8 @@ def full_report(total_bytes: int, stats: dict, job_s: float, memory: PeakMemory,
             "mb_s": round(total_bytes / job_s / 1e6, 1), "mb_s_per_core": round(total_bytes / job_s / 1e6 / CORES, 1),
             "warm_seconds": [round(w, 1) for w in warm],
             "warm_mb_s": [round(total_bytes / w / 1e6, 1) for w in warm],
-            "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20,
+            "peak_driver_jvm_mb": memory.peak_mb().get("driver", 0),
+            "peak_python_workers_mb": memory.peak_mb().get("workers", 0),
             "kept": stats["kept"], "exact": stats["exact_duplicates"], "near": stats["near_duplicates"],
             "stages": stages}
 
@@ -260,7 +235,8 @@ def main() -> None:
         "ratio_wall": round(reference_whole_s / job_s, 2),
         "ratio_per_core": round(reference_whole_s / (job_s * CORES), 2),
         "job_kept": stats["kept"], "reference_kept": survivors,
-        "peak_driver_jvm_mb": memory.driver // 2**20, "peak_python_workers_mb": memory.workers // 2**20}
+        "peak_driver_jvm_mb": memory.peak_mb().get("driver", 0),
+        "peak_python_workers_mb": memory.peak_mb().get("workers", 0)}
     print(json.dumps(report["whole_job_on_subset"]), flush=True)
 
     total_bytes = corpus_bytes(spark, corpus_dir)

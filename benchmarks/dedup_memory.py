@@ -33,43 +33,21 @@ import psutil
 import pyspark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.process_tree import TreeSampler  # noqa: E402
+
 JOB = os.path.join(ROOT, "jobs", "dedup.py")
 
 
-def _cmdline(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline())
-    except psutil.Error:  # exited since it was listed
-        return ""
-
-
-def _rss(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.Error:
-        return 0
-
-
-def peak_memory(job: subprocess.Popen) -> tuple[dict[str, int], dict[int, str]]:
-    """Sample the job's process tree until it exits: peak RSS per role in MB, and each JVM's role by pid."""
-    me = psutil.Process(job.pid)
-    peaks = {"driver_jvm": 0, "executor_jvms": 0, "python_workers": 0}
-    jvm_roles: dict[int, str] = {}
-    while job.poll() is None:
-        now = dict.fromkeys(peaks, 0)
-        for p in me.children(recursive=True):
-            line = _cmdline(p)
-            if "CoarseGrainedExecutorBackend" in line:
-                now["executor_jvms"] += _rss(p)
-                jvm_roles[p.pid] = "executor_jvms"
-            elif "java" in line.split(" ")[0]:
-                now["driver_jvm"] += _rss(p)
-                jvm_roles[p.pid] = "driver_jvm"
-            elif "pyspark" in line:
-                now["python_workers"] += _rss(p)
-        peaks = {k: max(peaks[k], now[k]) for k in peaks}
-        time.sleep(0.2)
-    return {k: v // 2**20 for k, v in peaks.items()}, jvm_roles
+def role(process: psutil.Process) -> str | None:
+    """``executor_jvms``, ``driver_jvm`` or ``python_workers``; the job's own Python is left out."""
+    line = " ".join(process.cmdline())
+    if "CoarseGrainedExecutorBackend" in line:
+        return "executor_jvms"
+    if "java" in line.split(" ")[0]:
+        return "driver_jvm"
+    return "python_workers" if "pyspark" in line else None
 
 
 # A unified-logging GC line ends with "<before>M-><after>M(<heap>M) <pause>ms".
@@ -83,8 +61,8 @@ def heap_after_gc(log_dir: str, jvm_roles: dict[int, str]) -> dict[str, dict[str
         collections = [m for m in map(GC_LINE.search, open(path, errors="replace")) if m]
         if not collections:  # a JVM that never collected (spark-submit's launcher)
             continue
-        role = jvm_roles.get(int(re.search(r"gc-(\d+)\.log", path).group(1)), "other_jvms")
-        entry = found.setdefault(role, {"max_used_after_gc_mb": 0, "collections": 0, "heap_mb": 0})
+        name = jvm_roles.get(int(re.search(r"gc-(\d+)\.log", path).group(1)), "other_jvms")
+        entry = found.setdefault(name, {"max_used_after_gc_mb": 0, "collections": 0, "heap_mb": 0})
         entry["max_used_after_gc_mb"] = max(entry["max_used_after_gc_mb"], *(int(m.group(2)) for m in collections))
         entry["collections"] += len(collections)
         entry["heap_mb"] = max(entry["heap_mb"], *(int(m.group(3)) for m in collections))
@@ -111,13 +89,14 @@ def run(corpus: str, executor_mb: int, driver_memory: str) -> dict:
     start = time.perf_counter()
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:
-        peaks, jvm_roles = peak_memory(job)
-        stderr = job.stderr.read().decode(errors="replace")
-        if job.wait() != 0:
+        with TreeSampler(job.pid, role, include_root=False) as sampler:
+            stderr = job.communicate()[1].decode(errors="replace")
+        peaks = {name: sampler.peak_mb().get(name, 0) for name in ("driver_jvm", "executor_jvms", "python_workers")}
+        if job.returncode != 0:
             raise RuntimeError(f"job failed on {corpus}:\n{stderr[-3000:]}")
         seconds = time.perf_counter() - start
         stats = json.load(open(os.path.join(out, "stats.json")))
-        heap = heap_after_gc(work, jvm_roles)
+        heap = heap_after_gc(work, sampler.role_of)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         for app in (set(os.listdir(spark_work)) - before) if os.path.isdir(spark_work) else ():

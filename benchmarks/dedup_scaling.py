@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 
@@ -40,6 +39,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.process_tree import TreeSampler  # noqa: E402
+
 JOB = os.path.join(ROOT, "jobs", "dedup.py")
 GROUP_PREFIX = "corpus-prep.dedup."
 
@@ -76,54 +79,12 @@ def write_slice(source: str, gb: float, directory: str) -> str:
 
 
 def role(process: psutil.Process) -> str:
-    """``jvm``, ``python-workers`` (PySpark's daemon and workers) or ``driver`` (the job's Python)."""
+    """``jvm``, ``python-workers`` (PySpark's daemon and workers) or ``driver`` (the job's Python):
+    every process of the job's tree is counted."""
     line = process.cmdline()
     if line and os.path.basename(line[0]) == "java":
         return "jvm"
     return "python-workers" if "pyspark.daemon" in line or "pyspark.worker" in line else "driver"
-
-
-class TreeSampler:
-    """Peak summed RSS of a process and all its descendants (also per :func:`role`), and their CPU
-    seconds, sampled every 0.2 s.
-
-    CPU seconds (user + system, each process's last sample, summed) measure the work done
-    whatever else runs on the machine; processes living less than 0.2 s are missed.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self.peak_by_role: dict[str, int] = defaultdict(int)
-        self.cpu: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            by_role: dict[str, int] = defaultdict(int)
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            for p in processes:
-                try:
-                    with p.oneshot():
-                        by_role[role(p)] += p.memory_info().rss
-                        times = p.cpu_times()
-                        self.cpu[p.pid] = times.user + times.system
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, sum(by_role.values()))
-            for name, rss in by_role.items():
-                self.peak_by_role[name] = max(self.peak_by_role[name], rss)
-
-    def stop(self) -> tuple[int, float]:
-        """``(peak RSS bytes, CPU seconds)``."""
-        self._stop.set()
-        self._thread.join()
-        return self.peak, sum(self.cpu.values())
 
 
 def stage_metrics(event_log: str) -> dict[str, dict]:
@@ -182,10 +143,9 @@ def run_point(corpus: str, work: str, label: str, launcher: str, submit_args: li
     load = os.getloadavg()
     start = time.perf_counter()
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    sampler = TreeSampler(job.pid)
-    _, stderr = job.communicate()
-    wall = time.perf_counter() - start
-    rss, cpu = sampler.stop()
+    with TreeSampler(job.pid, role) as sampler:
+        _, stderr = job.communicate()
+        wall = time.perf_counter() - start
     if job.returncode != 0:
         raise RuntimeError(f"job failed on {corpus}:\n{stderr.decode(errors='replace')[-4000:]}")
     stats = json.load(open(os.path.join(out, "stats.json")))
@@ -196,9 +156,9 @@ def run_point(corpus: str, work: str, label: str, launcher: str, submit_args: li
     return {
         "corpus": corpus, "launcher": launcher, "texts_mb": round(mb, 1), "documents": stats["documents"],
         "load_at_start": [round(x, 2) for x in load], "wall_s": round(wall, 1), "mb_s": round(mb / wall, 1),
-        "s_per_gb": round(wall / (mb / 1000), 1), "peak_tree_rss_mb": rss // 2**20,
-        "peak_rss_mb_by_role": {k: v // 2**20 for k, v in sampler.peak_by_role.items()},
-        "tree_cpu_s": round(cpu, 1),
+        "s_per_gb": round(wall / (mb / 1000), 1), "peak_tree_rss_mb": sampler.peak // 2**20,
+        "peak_rss_mb_by_role": sampler.peak_mb(),
+        "tree_cpu_s": round(sampler.cpu_seconds, 1),
         "stage_seconds": stats["stage_seconds"],
         "counts": {k: stats[k] for k in ("exact_duplicates", "near_duplicates", "kept", "candidate_edges",
                                          "verified_edges", "cc_rounds", "largest_cluster")},

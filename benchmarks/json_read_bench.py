@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.bad_input_volume import write_corpus  # noqa: E402
-from benchmarks.pack_bench import tree_cpu_seconds  # noqa: E402
+from benchmarks.process_tree import tree_cpu_seconds  # noqa: E402
 from pipelines.config import InputConfig, SparkConfig  # noqa: E402
 from pipelines.io.readers import read_corpus  # noqa: E402
 from pipelines.spark_session import get_spark  # noqa: E402

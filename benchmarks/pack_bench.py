@@ -40,6 +40,8 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from benchmarks.process_tree import tree_cpu_seconds  # noqa: E402
+
 SAMPLES = ("samples/hf_public_repos_sample.parquet", "samples/hf_blog_sample.parquet")
 
 
@@ -53,28 +55,6 @@ def build_corpus(n_docs: int, seed: int) -> list[str]:
     lengths = np.clip(rng.lognormal(np.log(150), 1.0, n_docs), 5, 8000).astype(np.int64)
     doubled = words + words
     return [" ".join(doubled[s:s + n]) for s, n in zip(starts.tolist(), lengths.tolist())]
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and all its descendants, reaped children included (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except OSError:  # exited meanwhile
-                pass
-    ticks, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/stat") as fh:
-                ticks += sum(int(x) for x in fh.read().rsplit(")", 1)[1].split()[11:15])
-        except OSError:
-            pass
-        stack.extend(children.get(current, []))
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def bare(texts_path: str, tokenizer_path: str, threads: int) -> dict:

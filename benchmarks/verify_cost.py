@@ -23,27 +23,13 @@ import statistics
 import sys
 import time
 
-import psutil
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.process_tree import tree_cpu_seconds  # noqa: E402
 from pipelines.config import DedupConfig, InputConfig, LshConfig, SparkConfig, VerifyMode  # noqa: E402
 from pipelines.dedup.pipeline import run_dedup  # noqa: E402
 from pipelines.spark_session import get_spark  # noqa: E402
-
-
-def cpu_seconds() -> float:
-    """User and system CPU seconds of this process and all its descendants, ended ones included."""
-    total = 0.0
-    me = psutil.Process()
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            t = process.cpu_times()
-        except psutil.Error:  # exited since it was listed
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 def timed_run(spark, corpus: str, id_column: str | None, mode: VerifyMode, out: str) -> dict:
@@ -52,10 +38,10 @@ def timed_run(spark, corpus: str, id_column: str | None, mode: VerifyMode, out: 
     for name in os.listdir(parent) if os.path.isdir(parent) else []:
         shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     cfg = DedupConfig(input=InputConfig(path=corpus, id_column=id_column), output=out, lsh=LshConfig(verify=mode))
-    start, cpu = time.perf_counter(), cpu_seconds()
+    start, cpu = time.perf_counter(), tree_cpu_seconds(os.getpid())
     stats = run_dedup(cfg, spark=spark).stats
     return {"mode": mode.value, "seconds": round(time.perf_counter() - start, 1),
-            "cpu_seconds": round(cpu_seconds() - cpu, 1), "load_average": round(os.getloadavg()[0], 1),
+            "cpu_seconds": round(tree_cpu_seconds(os.getpid()) - cpu, 1), "load_average": round(os.getloadavg()[0], 1),
             "stages": {k: round(v, 1) for k, v in stats["stage_seconds"].items()},
             "kept": stats["kept"], "near": stats["near_duplicates"], "exact_verification": stats["exact_verification"]}
 
