@@ -58,15 +58,6 @@ STATISTICS = "parquet.column.statistics.enabled"
 CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
 
 
-def driver_java_options(cfg: SparkConfig) -> str:
-    """The driver JVM's options when the project starts it: ``cfg``'s, and the class archive once
-    setup has written it (``scripts/setup.sh`` also writes them into the environment's
-    ``spark-defaults.conf``, so that its ``spark-submit`` starts the same JVM)."""
-    if os.path.exists(CLASS_ARCHIVE):
-        return f"{cfg.driver_java_options} -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
-    return cfg.driver_java_options
-
-
 def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
@@ -86,8 +77,11 @@ def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if not submitted:
+            options = cfg.driver_java_options
+            if os.path.exists(CLASS_ARCHIVE):
+                options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
             builder = (builder.config("spark.driver.memory", cfg.driver_memory)
-                       .config("spark.driver.extraJavaOptions", driver_java_options(cfg)))
+                       .config("spark.driver.extraJavaOptions", options))
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))

@@ -11,10 +11,6 @@
    loaded to a class-data-sharing archive (``pipelines.spark_session.CLASS_ARCHIVE``, inside the
    environment whose jars it describes). A job that starts Spark itself maps them from there
    instead of loading and verifying them from the jars.
-3. **spark-submit.** ``spark-submit`` of this environment (``.venv/bin/spark-submit``) starts its
-   JVM before the job runs, so the job cannot choose its options: they are written into the
-   environment's ``$SPARK_HOME/conf/spark-defaults.conf`` (``spark.driver.extraJavaOptions``),
-   unless that file already sets them. ``--driver-java-options`` on the command line still wins.
 """
 
 from __future__ import annotations
@@ -29,10 +25,9 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyspark  # noqa: E402
 
-from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig, MinHashConfig, SparkConfig  # noqa: E402
-from pipelines.spark_session import CLASS_ARCHIVE, driver_java_options, get_spark  # noqa: E402
+from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig, MinHashConfig  # noqa: E402
+from pipelines.spark_session import CLASS_ARCHIVE, get_spark  # noqa: E402
 from udfs.arrow_buffers import binary_from_rows, rows_from_binary  # noqa: E402
 from udfs.lsh import band_keys, signature_agreement  # noqa: E402
 from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, shingle_sets  # noqa: E402
@@ -84,33 +79,12 @@ def archive_classes() -> None:
     jvm.wait(timeout=300)
 
 
-SPARK_DEFAULTS_MARK = "# corpus-prep (scripts/warm_start.py): the driver JVM options of a job that starts Spark itself"
-
-
-def write_spark_defaults() -> str:
-    """Write ``spark.driver.extraJavaOptions`` into the environment's ``spark-defaults.conf``, keeping
-    the file's other lines; returns what was done."""
-    path = os.path.join(os.path.dirname(pyspark.__file__), "conf", "spark-defaults.conf")
-    lines = open(path).read().splitlines(keepends=True) if os.path.exists(path) else []
-    ours = [k for k, line in enumerate(lines) if line.startswith(SPARK_DEFAULTS_MARK)]
-    key = "spark.driver.extraJavaOptions"
-    if any(line.split()[:1] == [key] for k, line in enumerate(lines) if k - 1 not in ours):
-        return f"{path} already sets {key}: left as it is"
-    lines = [line for k, line in enumerate(lines) if k not in ours and k - 1 not in ours]
-    lines += [SPARK_DEFAULTS_MARK + "\n", f"{key} {driver_java_options(SparkConfig())}\n"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as out:
-        out.writelines(lines)
-    return f"{path}: {key} written"
-
-
 def main() -> None:
     start = time.perf_counter()
     compile_kernels()
     print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
     archive_classes()
     print(f"JVM class archive {CLASS_ARCHIVE}: " + ("written" if os.path.exists(CLASS_ARCHIVE) else "NOT written"))
-    print(write_spark_defaults())
 
 
 if __name__ == "__main__":
