@@ -13,8 +13,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.cli import run_job  # noqa: E402
+from pipelines.config import DedupConfig  # noqa: E402
 from pipelines.dedup.cli import dedup_config, dedup_parser  # noqa: E402
-from pipelines.dedup.pipeline import run_dedup  # noqa: E402
+from pipelines.io.paths import check_paths  # noqa: E402
+from pipelines.spark_session import start_spark  # noqa: E402
 
 SUMMARY = ("input_records", "documents", "rejected", "empty", "exact_duplicates", "near_duplicates", "kept",
            "clusters", "largest_cluster", "bands", "rows", "cc_rounds")
@@ -29,8 +31,17 @@ def report(result) -> str:
     return json.dumps({"output": result.output, **summary, "stage_seconds": s["stage_seconds"]}, indent=2)
 
 
+def run(cfg: DedupConfig):
+    """``run_dedup(cfg)``, its module imported while Spark starts (:func:`start_spark`)."""
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # a bad path is refused before Spark starts
+    start_spark(cfg.spark)
+    from pipelines.dedup.pipeline import run_dedup
+
+    return run_dedup(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, dedup_parser(), dedup_config, run_dedup, report)
+    return run_job(argv, dedup_parser(), dedup_config, run, report)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
+from concurrent.futures import Future
 
 from pyspark.sql import SparkSession
 
@@ -62,10 +64,43 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+# The session :func:`start_spark` is starting, for the ``get_spark`` call with the same settings.
+_starting: tuple[SparkConfig, Future] | None = None
+
+
+def start_spark(cfg: SparkConfig) -> None:
+    """Start ``get_spark(cfg)``'s session in a background thread and return at once.
+
+    A job's fixed cost starts with two waits in a row: the JVM's start (2-3 s to a session) and
+    the import of the pipeline (about a second: NumPy, Numba, SciPy, Matplotlib). Started here,
+    before the import, the two overlap. The job's own ``get_spark(cfg)`` waits for this session
+    and returns it, or raises the error that stopped it, in the job's thread.
+    """
+    global _starting
+    future: Future = Future()
+
+    def start() -> None:
+        try:
+            future.set_result(_new_spark(cfg))
+        except BaseException as err:  # raised by the get_spark that takes it
+            future.set_exception(err)
+
+    _starting = (cfg, future)
+    threading.Thread(target=start, name="spark-start", daemon=True).start()
+
+
 def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
     """``progress_bar``: Spark's console progress bar when Spark starts here (under ``spark-submit``,
     ``--conf spark.ui.showConsoleProgress=true``); the launch arguments of ``PYSPARK_SUBMIT_ARGS``
     carry it, so a value the user set there wins."""
+    global _starting
+    if _starting is not None and _starting[0] == cfg and not progress_bar:
+        future, _starting = _starting[1], None
+        return future.result()
+    return _new_spark(cfg, progress_bar)
+
+
+def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
     submitted = under_spark_submit()
     if progress_bar and not submitted:
         os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.showConsoleProgress=true pyspark-shell")
