@@ -27,8 +27,8 @@ from pipelines.dedup.ids import TIEBREAK, assign_doc_ids, number_copies, repeate
 from pipelines.dedup.lsh import band_blocks, candidate_edges, lsh_parts
 from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.skew import filter_ids
-from pipelines.dedup.survivors import (cluster_counts, cluster_survivors, duplicates_table, ranked_hashes,
-                                       survivor_ranks)
+from pipelines.dedup.survivors import (ClusterSummary, cluster_summary, cluster_survivors, duplicates_table,
+                                       ranked_hashes, survivor_ranks)
 from pipelines.dedup.verify import Verification, score_edges, verification_counts, verify_edges
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
@@ -102,13 +102,13 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     fitted = FittedSettings(spark)
     try:
-        stats, sigs = _Stages(spark, cfg, out, checkpoint, timer, fitted, against, writers).run()
+        stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
         out.write_text("stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
         with timer.stage("report"):
-            write_dedup_report(spark, cfg, out, stats, sigs)  # report.html + report/ beside stats.json
+            write_dedup_report(spark, cfg, out, stats, sigs, clusters)  # report.html + report/ beside stats.json
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
@@ -141,8 +141,8 @@ class _Stages:
         self.against, self.writers = against, writers or []
         self.matched: DataFrame | None = None  # --against: documents with an exact copy in an index
 
-    def run(self) -> tuple[dict, DataFrame]:
-        """Returns the statistics and the ``SIGNATURES`` table (read from its checkpoint)."""
+    def run(self) -> tuple[dict, DataFrame, ClusterSummary]:
+        """Returns the statistics, the ``SIGNATURES`` table (read from its checkpoint) and the clusters."""
         cfg = self.cfg
         corpus, documents, n_rejected = self.read()
         bands, rows = choose_bands_rows(cfg)
@@ -156,11 +156,11 @@ class _Stages:
         kept = self.write(documents, duplicates)
         if self.writers:
             self.index(sigs, lsh_documents, duplicates, documents, corpus.text_column)
-        checked = self.check(kept, duplicates, scored, verification, text_counts["documents"])
+        checked, clusters = self.check(kept, duplicates, scored, verification, text_counts["documents"])
         stats = _stats(cfg, corpus, n_rejected, text_counts, bands, rows, components.rounds, checked)
         if self.against is not None:
             stats["index"] = self.against.stats(duplicates, self.checkpoint.rows["index-exact"])
-        return stats, sigs
+        return stats, sigs, clusters
 
     def read(self) -> tuple[Corpus, DataFrame, int]:
         """The corpus, its documents with ids, and how many records went to ``rejected/``."""
@@ -279,17 +279,19 @@ class _Stages:
                 writer.write(*tables, run)
 
     def check(self, kept: DataFrame, duplicates: DataFrame, scored: DataFrame, verification: Verification,
-              n_documents: int) -> dict:
-        """Accounting of the written output, then the counts of ``stats.json`` it does not yet have."""
+              n_documents: int) -> tuple[dict, ClusterSummary]:
+        """Accounting of the written output, then the counts of ``stats.json`` it does not yet have
+        and the clusters' summary."""
         with self.timer.stage("check") as progress:
             written = self.spark.read.schema(kept.schema).parquet(self.out.path("data"))
-            counts = _check_accounting(written, duplicates, n_documents)
-            clusters = cluster_counts(duplicates, self.cfg.giant_cluster_size)
+            counts = check_accounting(written, duplicates, n_documents)
+            clusters = cluster_summary(duplicates)
             edges = verification_counts(scored, verification, self.cfg.lsh.threshold)
             progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
                           near_duplicates=counts["near"])
         return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],
-                **({"index_duplicates": counts["index"]} if self.against is not None else {}), **clusters, **edges}
+                **({"index_duplicates": counts["index"]} if self.against is not None else {}),
+                **clusters.counts(self.cfg.giant_cluster_size), **edges}, clusters
 
 
 def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: Row, bands: int, rows: int,
@@ -313,17 +315,27 @@ def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: Row, 
     }
 
 
-def _check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:
-    """Every document id exactly once across ``data`` and ``duplicates``, nothing else."""
-    by_match = {r["match"]: r["count"] for r in duplicates.groupBy("match").count().collect()}
-    kept = data.count()
-    removed = sum(by_match.values())
-    ids = data.select(DOC_ID).unionByName(duplicates.select(DOC_ID))
-    distinct = ids.distinct().count()
-    if kept + removed != n_documents or distinct != n_documents:
-        raise AccountingError(f"{n_documents} documents in, but {kept} kept + {removed} removed "
-                              f"with {distinct} distinct ids written; refusing to publish")
-    return {"kept": kept, **{match: by_match.get(match, 0) for match in ("exact", "near", "index")}}
+OUTCOMES = ("kept", "exact", "near", "index")  # a document's row: in data/, or in duplicates/ by its match
+
+
+def check_accounting(data: DataFrame, duplicates: DataFrame, n_documents: int) -> dict:
+    """Every document id exactly once across ``data`` and ``duplicates``, nothing else.
+
+    One aggregation over the ids of both tables counts the rows of each outcome, all rows and
+    the distinct ids: ``n_documents`` of each, and no row of another kind, or nothing is published.
+    """
+    outcome = F.col("match")
+    rows = data.select(DOC_ID, F.lit("kept").alias("match")).unionByName(duplicates.select(DOC_ID, "match"))
+    per_id = rows.groupBy(DOC_ID).agg(F.count(F.lit(1)).alias("rows"),
+                                      *[F.count_if(outcome == name).alias(name) for name in OUTCOMES])
+    totals = per_id.agg(F.count(F.lit(1)).alias("distinct"), F.sum("rows").alias("rows"),
+                        *[F.sum(name).alias(name) for name in OUTCOMES]).first()
+    counts = {name: totals[name] or 0 for name in OUTCOMES}
+    written, distinct = totals["rows"] or 0, totals["distinct"]
+    if written != n_documents or distinct != n_documents or sum(counts.values()) != written:
+        raise AccountingError(f"{n_documents} documents in, but {counts['kept']} kept + {written - counts['kept']} "
+                              f"removed with {distinct} distinct ids written; refusing to publish")
+    return counts
 
 
 def _config_dict(cfg: DedupConfig) -> dict:

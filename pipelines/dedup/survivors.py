@@ -12,6 +12,8 @@ more members is broadcast rather than shuffled into one task.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -116,15 +118,38 @@ def sample_ids(sample: int = 5) -> Column:
     return F.sort_array(F.array_distinct(F.array(*picks))).alias("sample_ids")
 
 
-def cluster_counts(duplicates: DataFrame, giant_size: int, listed: int = 20) -> dict:
-    """The cluster figures of ``stats.json``: how many clusters, the largest, and how many have
-    ``giant_size`` or more documents, the (at most ``listed``) largest of those listed with sample ids."""
+# The largest clusters a summary keeps: stats.json lists the giants among them (``giant_clusters``),
+# the run report shows the first few with their members.
+LISTED_CLUSTERS = 20
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    """What ``stats.json`` and the run report say of the clusters, from two small queries.
+
+    ``histogram``: ``(size, clusters of that size)``, ascending (a few hundred rows at most:
+    sizes are counts); ``largest``: the largest clusters (ties: smallest ``cluster_id``), each
+    ``{"cluster_id", "size", "sample_ids"}``. Counts, the largest size and the giants all follow
+    from these two, so neither the check nor the report aggregates the clusters again.
+    """
+
+    histogram: list[tuple[int, int]]
+    largest: list[dict]
+
+    def counts(self, giant_size: int) -> dict:
+        """The cluster figures of ``stats.json``: how many clusters, the largest, and how many
+        have ``giant_size`` or more documents, the largest of those listed."""
+        giants = [c for c in self.largest if c["size"] >= giant_size]
+        return {"clusters": sum(n for _, n in self.histogram),
+                "largest_cluster": max((size for size, _ in self.histogram), default=0),
+                "giant_cluster_count": sum(n for size, n in self.histogram if size >= giant_size),
+                "giant_clusters": giants}
+
+
+def cluster_summary(duplicates: DataFrame, largest: int = LISTED_CLUSTERS) -> ClusterSummary:
+    """The :class:`ClusterSummary` of a ``DUPLICATES`` table, with its ``largest`` largest clusters."""
     sizes = cluster_sizes(duplicates, sample_ids())
-    counts = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("size").alias("largest"),
-                       F.count_if(F.col("size") >= giant_size).alias("giant")).first()
-    giants = (sizes.filter(F.col("size") >= giant_size).orderBy(F.desc("size"), "cluster_id")
-              .limit(listed).collect())
-    return {"clusters": counts["clusters"] or 0, "largest_cluster": counts["largest"] or 0,
-            "giant_cluster_count": counts["giant"],
-            "giant_clusters": [{"cluster_id": r["cluster_id"], "size": r["size"], "sample_ids": list(r["sample_ids"])}
-                               for r in giants]}
+    histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
+    top = sizes.orderBy(F.desc("size"), "cluster_id").limit(largest).collect()
+    return ClusterSummary(histogram, [{"cluster_id": r["cluster_id"], "size": r["size"],
+                                       "sample_ids": list(r["sample_ids"])} for r in top])

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig
-from pipelines.dedup.survivors import cluster_sizes
+from pipelines.dedup.survivors import ClusterSummary
 from pipelines.io.publish import OutputDir
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
@@ -31,13 +31,12 @@ EXCERPT_SHOWN_CHARS = 280
 IMAGES = {"s_curve": "s_curve.png", "cluster_sizes": "cluster_sizes.png", "stages": "dedup_stages.png"}
 
 
-def cluster_data(spark: SparkSession, root: str, excerpts: DataFrame) -> dict:
+def cluster_data(spark: SparkSession, root: str, excerpts: DataFrame, summary: ClusterSummary) -> dict:
     """Cluster-size histogram and the largest clusters with member excerpts, from a dedup output
-    at ``root``; ``excerpts`` is the job's ``SIGNATURES`` table (``doc_id``, ``excerpt``)."""
+    at ``root`` and its ``summary``; ``excerpts`` is the job's ``SIGNATURES`` table (``doc_id``,
+    ``excerpt``)."""
     dups = spark.read.parquet(f"{root}/duplicates")
-    sizes = cluster_sizes(dups)
-    histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
-    largest = sizes.orderBy(F.desc("size"), "cluster_id").limit(TOP_CLUSTERS).collect()
+    histogram, largest = summary.histogram, summary.largest[:TOP_CLUSTERS]
     if not largest:
         return {"histogram": [], "largest": []}
     ids = [r["cluster_id"] for r in largest]
@@ -165,9 +164,9 @@ def _largest(clusters: dict) -> Raw:
 
 
 def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out: OutputDir, stats: dict,
-                       excerpts: DataFrame) -> None:
+                       excerpts: DataFrame, summary: ClusterSummary) -> None:
     """Write the report into an unpublished output."""
-    clusters = cluster_data(spark, out.staging, excerpts)
+    clusters = cluster_data(spark, out.staging, excerpts, summary)
     for name, data in images(stats, clusters).items():
         out.write_bytes(f"report/{name}", data)
     out.write_text("report/clusters.json", json.dumps(clusters, indent=1, sort_keys=True) + "\n")
