@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig, result_settings
@@ -61,6 +61,14 @@ def _summary(row) -> tuple[int, str]:
     return row["rows"], str(row["checksum"] or 0)
 
 
+def observed_write(df: DataFrame, path: str, *metrics: Column) -> Row:
+    """Write ``df`` as Parquet at ``path`` (replacing it) and return ``metrics``, aggregates over the
+    rows as the write job writes them (Spark's ``observe``: no second job over the table)."""
+    observation = Observation(f"write {path} {uuid.uuid4().hex}")
+    df.observe(observation, *metrics).write.mode("overwrite").parquet(path)
+    return Row(**observation.get)
+
+
 def content_summary(df: DataFrame) -> tuple[int, str]:
     """``(rows, checksum)`` of a table, in one aggregate."""
     return _summary(df.agg(*_summary_columns(df)).first())
@@ -89,9 +97,7 @@ class Checkpoints:
         if self.out.exists(path):
             self.discarded.append(name)
             log.warning("checkpoint %s is incomplete or corrupt; recomputing it", name)
-        observation = Observation(f"checkpoint {name} {uuid.uuid4().hex}")
-        df.observe(observation, *_summary_columns(df)).write.mode("overwrite").parquet(path)
-        rows, checksum = _summary(observation.get)
+        rows, checksum = _summary(observed_write(df, path, *_summary_columns(df)))
         written = self._read(path, df)
         if previous is not None and (previous["rows"], previous["checksum"]) != (rows, checksum):
             log.warning("recomputed checkpoint %s differs from its earlier commit; later checkpoints "

@@ -18,7 +18,7 @@ from pyspark.sql.types import NumericType, StringType
 
 from pipelines.config import DedupConfig, KeepPolicy, settings_dict
 from pipelines.dedup.against import Against
-from pipelines.dedup.checkpoints import Checkpoints, run_key
+from pipelines.dedup.checkpoints import Checkpoints, observed_write, run_key
 from pipelines.dedup.components import Components, connected_components
 from pipelines.dedup.exact import exact_copies, exact_groups, lsh_input
 from pipelines.dedup.index import (IndexedRun, IndexWriter, earlier_runs, index_settings, index_writers,
@@ -153,7 +153,7 @@ class _Stages:
         scored, verification = self.verify(candidates, sigs, lsh_documents, documents, corpus.text_column)
         components = self.components(verification.edges)
         duplicates = self.survivors(components.labels, ranks, exact, verification.edges)
-        kept = self.write(documents, duplicates)
+        kept = self.write(documents, duplicates, text_counts["documents"])
         if self.writers:
             self.index(sigs, lsh_documents, duplicates, documents, corpus.text_column)
         checked, clusters = self.check(kept, duplicates, scored, verification, text_counts["documents"])
@@ -172,8 +172,7 @@ class _Stages:
             _check_priority_column(self.cfg, corpus.documents)
             documents, id_rejects = assign_doc_ids(corpus.documents, self.cfg.input.id_column)
             rejected = conform(corpus.rejected.unionByName(id_rejects), REJECTED, "rejected")
-            rejected.write.parquet(self.out.path("rejected"))
-            n_rejected = self.spark.read.schema(REJECTED).parquet(self.out.path("rejected")).count()
+            n_rejected = observed_write(rejected, self.out.path("rejected"), F.count(F.lit(1)).alias("rows"))["rows"]
             progress.note(rejected=n_rejected)
         return corpus, documents, n_rejected
 
@@ -205,13 +204,14 @@ class _Stages:
             ranked = ranked_hashes(texts, ranks, self.cfg.keep)
             exact = self.checkpoint(exact_groups(ranked, self.cfg.hub_degree), "exact")
             if self.against is None:
-                return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids)
+                return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids, n_documents)
             # Documents with an indexed exact copy leave their groups and LSH.
             self.against.check_ids(sigs)
             hashes = texts.select(DOC_ID, "exact_hash_hi", "exact_hash_lo")
             self.matched = self.checkpoint(self.against.exact_matches(hashes), "index-exact")
             exact = exact.join(self.matched.select(DOC_ID), DOC_ID, "left_anti")
-            return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids, also_removed=self.matched)
+            return exact, lsh_input(texts, exact, self.cfg.broadcast_removed_ids, n_documents,
+                                    also_removed=self.matched)
 
     def lsh(self, documents: DataFrame, n_documents: int, bands: int) -> DataFrame:
         with self.timer.stage("lsh") as progress:
@@ -260,10 +260,11 @@ class _Stages:
                 self.out.path("duplicates"))
             return self.spark.read.schema(DUPLICATES).parquet(self.out.path("duplicates"))
 
-    def write(self, documents: DataFrame, duplicates: DataFrame) -> DataFrame:
-        """``data/``: the documents not in ``duplicates``."""
+    def write(self, documents: DataFrame, duplicates: DataFrame, n_documents: int) -> DataFrame:
+        """``data/``: the documents not in ``duplicates`` (of the ``n_documents``)."""
         with self.timer.stage("write"):
-            kept = filter_ids(documents, duplicates.select(DOC_ID), self.cfg.broadcast_removed_ids, keep=False)
+            kept = filter_ids(documents, duplicates.select(DOC_ID), self.cfg.broadcast_removed_ids, keep=False,
+                              at_most=n_documents)
             kept.write.parquet(self.out.path("data"))
         return kept
 

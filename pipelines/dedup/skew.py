@@ -40,12 +40,15 @@ def hub_join(rows: DataFrame, per_key: DataFrame, key: str | list[str], weight: 
     return at_hubs.unionByName(elsewhere)
 
 
-def filter_ids(rows: DataFrame, ids: DataFrame, broadcast_limit: int, keep: bool) -> DataFrame:
+def filter_ids(rows: DataFrame, ids: DataFrame, broadcast_limit: int, keep: bool,
+               at_most: int | None = None) -> DataFrame:
     """``rows`` whose ``doc_id`` is in ``ids`` (``keep``) or not in it.
 
     Up to ``broadcast_limit`` ids are broadcast: a map-only semi/anti-join that leaves the wide
     rows (texts, signatures) where they are; beyond it the join shuffles both sides once.
+    ``at_most``: a bound the caller knows on the number of ids (the run's documents); within
+    the limit, the ids are not counted (a Spark job).
     """
-    if ids.count() <= broadcast_limit:
+    if (at_most is not None and at_most <= broadcast_limit) or ids.count() <= broadcast_limit:
         ids = F.broadcast(ids)
     return rows.join(ids, DOC_ID, "left_semi" if keep else "left_anti")

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
@@ -160,9 +160,13 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
 
 @dataclass
 class Verification:
-    """The edges that count, and the exactly scored pairs behind the decision (None unless exact)."""
+    """The edges that count, the scored candidates that count on their estimate alone
+    (``accepted``, a condition on ``similarity``) and the exactly scored pairs behind the rest
+    (None unless exact): ``edges`` is ``scored`` where ``accepted``, plus the exactly scored
+    pairs that reach the threshold."""
 
     edges: DataFrame  # VERIFIED_EDGES; similarity is the exact Jaccard where it was computed
+    accepted: Column
     exact: DataFrame | None
 
 
@@ -171,27 +175,32 @@ def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh:
                  checkpoint: Callable[[DataFrame, str], DataFrame]) -> Verification:
     """Apply ``lsh.verify`` to the scored candidates (see the module docstring)."""
     t = F.lit(lsh.threshold)
-    if lsh.verify is VerifyMode.OFF:
-        return Verification(scored, None)
-    if lsh.verify is VerifyMode.ESTIMATE:
-        return Verification(scored.filter(F.col("similarity") >= t), None)
-    low, high = uncertain_range(lsh, minhash.num_perm)
     similarity = F.col("similarity")
-    uncertain = scored.filter((similarity > low) & (similarity < high))
-    exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit,
-                                    max_home_docs), "exact-scores")
-    edges = scored.filter(similarity >= high).unionByName(
-        exact.filter(similarity >= t).select(*VERIFIED_EDGES.fieldNames()))
-    return Verification(edges, exact)
+    exact = None
+    if lsh.verify is VerifyMode.OFF:
+        accepted = F.lit(True)
+    elif lsh.verify is VerifyMode.ESTIMATE:
+        accepted = similarity >= t
+    else:
+        low, high = uncertain_range(lsh, minhash.num_perm)
+        accepted = similarity >= high
+        uncertain = scored.filter((similarity > low) & (similarity < high))
+        exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit,
+                                        max_home_docs), "exact-scores")
+    edges = scored.filter(accepted)
+    if exact is not None:
+        edges = edges.unionByName(exact.filter(similarity >= t).select(*VERIFIED_EDGES.fieldNames()))
+    return Verification(edges, accepted, exact)
 
 
 def verification_counts(scored: DataFrame, verification: Verification, threshold: float) -> dict:
     """The edge figures of ``stats.json``: candidates, those whose estimate reaches the threshold,
     verified edges, and how exact Jaccard decided the uncertain pairs (None unless it ran),
-    with where it overruled the estimate."""
+    with where it overruled the estimate. One aggregate over ``scored`` and one over the exact
+    scores: the verified edges are the accepted candidates plus the exact scores that pass."""
     reaches = F.col("similarity") >= threshold  # the estimate; in ``verification.exact``, exact Jaccard
-    counts = scored.agg(F.count(F.lit(1)).alias("candidates"), F.count_if(reaches).alias("passed")).first()
-    verified = verification.edges.count()
+    counts = scored.agg(F.count(F.lit(1)).alias("candidates"), F.count_if(reaches).alias("passed"),
+                        F.count_if(verification.accepted).alias("accepted")).first()
     exact = None
     if verification.exact is not None:
         estimate_reaches = F.col("estimate") >= threshold
@@ -199,5 +208,6 @@ def verification_counts(scored: DataFrame, verification: Verification, threshold
             F.count(F.lit(1)).alias("checked"), F.count_if(reaches).alias("passed"),
             F.count_if(estimate_reaches & ~reaches).alias("estimate_passed_exact_failed"),
             F.count_if(~estimate_reaches & reaches).alias("estimate_failed_exact_passed")).first().asDict()
+    verified = counts["accepted"] + (exact["passed"] if exact is not None else 0)
     return {"candidate_edges": counts["candidates"], "verified_edges": verified,
             "estimate_passed": counts["passed"], "exact_verification": exact}

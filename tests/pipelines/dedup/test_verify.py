@@ -1,4 +1,5 @@
-"""Exact verification: homes for the uncertain pairs, and each pair scored against its own two texts."""
+"""Exact verification: homes for the uncertain pairs, each pair scored against its own two texts,
+and the counts of ``stats.json`` against the edges they count."""
 
 import re
 
@@ -6,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines.config import MinHashConfig
-from pipelines.dedup.verify import exact_scores, pair_homes
+from pipelines.config import LshConfig, MinHashConfig, VerifyMode
+from pipelines.dedup.verify import exact_scores, pair_homes, uncertain_range, verification_counts, verify_edges
 
 
 def components_by_union_find(src, dst):
@@ -107,3 +108,29 @@ def test_exact_scores_of_no_pairs_is_empty(spark, chains):
     documents, pairs, _ = chains
     got = exact_scores(pairs.limit(0), documents, "content", MinHashConfig(), 10_000, 10_000).toArrow()
     assert got.num_rows == 0
+
+
+@pytest.mark.parametrize("mode", list(VerifyMode))
+def test_verification_counts_agree_with_the_edges_and_scores_they_summarise(spark, chains, mode):
+    documents, pairs, expected = chains
+    lsh = LshConfig(threshold=0.5, verify=mode)
+    verification = verify_edges(pairs, documents, "content", lsh, MinHashConfig(), 10_000, 10_000,
+                                lambda df, name: df)
+    counts = verification_counts(pairs, verification, lsh.threshold)
+    edges = {(a, b) for a, b in verification.edges.select("src", "dst").collect()}
+    estimates = [e for _, e in expected.values()]
+    assert counts["candidate_edges"] == len(expected)
+    assert counts["estimate_passed"] == sum(e >= 0.5 for e in estimates)
+    assert counts["verified_edges"] == len(edges)
+    if mode is VerifyMode.EXACT:
+        low, high = uncertain_range(lsh, MinHashConfig().num_perm)
+        checked = [(j, e) for j, e in expected.values() if low < e < high]
+        assert 0 < len(checked) < len(expected) and 0 < sum(j >= 0.5 for j, _ in checked) < len(checked)
+        assert counts["exact_verification"] == {
+            "checked": len(checked), "passed": sum(j >= 0.5 for j, _ in checked),
+            "estimate_passed_exact_failed": sum(e >= 0.5 > j for j, e in checked),
+            "estimate_failed_exact_passed": sum(j >= 0.5 > e for j, e in checked)}
+        assert len(edges) == sum(e >= high for e in estimates) + counts["exact_verification"]["passed"]
+    else:
+        assert counts["exact_verification"] is None
+        assert len(edges) == (len(expected) if mode is VerifyMode.OFF else counts["estimate_passed"])
