@@ -34,10 +34,27 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def jvm_spawn_in_flight(process: psutil.Process) -> bool:
+    """Whether ``process`` is a JVM's child between its fork and its exec.
+
+    A JVM runs a command (Hadoop's ``chmod`` on every file a local write commits, PySpark's
+    daemon) by forking a child that then executes a helper. Until it does, the child is a
+    second ``java`` with its parent's command line, reporting its parent's resident pages as
+    its own: counted, it doubles the JVM for one sample. A JVM never starts another JVM
+    this way, so such a child is not counted.
+    """
+    line = process.cmdline()
+    if not line or os.path.basename(line[0]) != "java":
+        return False
+    parent = process.parent()
+    return parent is not None and parent.cmdline() == line
+
+
 class TreeSampler:
     """Every 0.2 s, the RSS of each process under ``pid`` (``pid`` itself too, with
     ``include_root``) summed per ``role(process)`` — a name, or None to leave the process out —
     and the peak of those sums and of their total; also each counted process's CPU seconds.
+    A JVM's child caught between fork and exec is not counted (:func:`jvm_spawn_in_flight`).
 
     CPU seconds (user + system, each process's last sample, summed) measure the work done
     whatever else runs on the machine; processes living less than 0.2 s are missed.
@@ -64,7 +81,7 @@ class TreeSampler:
             for p in processes:
                 try:
                     with p.oneshot():
-                        name = self.role(p)
+                        name = None if jvm_spawn_in_flight(p) else self.role(p)
                         if name is None:
                             continue
                         by_role[name] += p.memory_info().rss
