@@ -36,7 +36,7 @@ import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from benchmarks.process_tree import TreeSampler  # noqa: E402
+from benchmarks.process_tree import TreeSampler, is_jvm  # noqa: E402
 from benchmarks.synthetic_corpus import generate, word_shingles  # noqa: E402
 from pipelines.config import DedupConfig, InputConfig, MinHashConfig, SparkConfig  # noqa: E402
 from pipelines.dedup.pipeline import choose_bands_rows, run_dedup  # noqa: E402
@@ -115,10 +115,9 @@ def reference_whole(texts: list[str], threshold: float, bands_rows: tuple[int, i
 def spark_role(process: psutil.Process) -> str | None:
     """``driver`` (the JVM: in local mode the executors run inside it) or ``workers`` (PySpark's
     Python processes); anything else under this process is left out."""
-    line = process.cmdline()
-    if "java" in " ".join(line[:3]):
+    if is_jvm(process):
         return "driver"
-    return "workers" if "pyspark" in " ".join(line) else None
+    return "workers" if "pyspark" in " ".join(process.cmdline()) else None
 
 
 def run_job(spark, path: str, out: str) -> tuple[dict, float, TreeSampler]:

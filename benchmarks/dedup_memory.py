@@ -35,7 +35,7 @@ import pyspark
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.process_tree import TreeSampler  # noqa: E402
+from benchmarks.process_tree import TreeSampler, is_jvm  # noqa: E402
 
 JOB = os.path.join(ROOT, "jobs", "dedup.py")
 
@@ -43,10 +43,8 @@ JOB = os.path.join(ROOT, "jobs", "dedup.py")
 def role(process: psutil.Process) -> str | None:
     """``executor_jvms``, ``driver_jvm`` or ``python_workers``; the job's own Python is left out."""
     line = " ".join(process.cmdline())
-    if "CoarseGrainedExecutorBackend" in line:
-        return "executor_jvms"
-    if "java" in line.split(" ")[0]:
-        return "driver_jvm"
+    if is_jvm(process):
+        return "executor_jvms" if "CoarseGrainedExecutorBackend" in line else "driver_jvm"
     return "python_workers" if "pyspark" in line else None
 
 

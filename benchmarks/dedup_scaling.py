@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.process_tree import TreeSampler  # noqa: E402
+from benchmarks.process_tree import TreeSampler, is_jvm  # noqa: E402
 
 JOB = os.path.join(ROOT, "jobs", "dedup.py")
 GROUP_PREFIX = "corpus-prep.dedup."
@@ -81,9 +81,9 @@ def write_slice(source: str, gb: float, directory: str) -> str:
 def role(process: psutil.Process) -> str:
     """``jvm``, ``python-workers`` (PySpark's daemon and workers) or ``driver`` (the job's Python):
     every process of the job's tree is counted."""
-    line = process.cmdline()
-    if line and os.path.basename(line[0]) == "java":
+    if is_jvm(process):
         return "jvm"
+    line = process.cmdline()
     return "python-workers" if "pyspark.daemon" in line or "pyspark.worker" in line else "driver"
 
 

@@ -34,6 +34,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def is_jvm(process: psutil.Process) -> bool:
+    """Whether ``process`` runs ``java`` (a Spark driver or executor; the sampler's roles start here)."""
+    line = process.cmdline()
+    return bool(line) and os.path.basename(line[0]) == "java"
+
+
 def jvm_spawn_in_flight(process: psutil.Process) -> bool:
     """Whether ``process`` is a JVM's child between its fork and its exec.
 
@@ -43,11 +49,10 @@ def jvm_spawn_in_flight(process: psutil.Process) -> bool:
     its own: counted, it doubles the JVM for one sample. A JVM never starts another JVM
     this way, so such a child is not counted.
     """
-    line = process.cmdline()
-    if not line or os.path.basename(line[0]) != "java":
+    if not is_jvm(process):
         return False
     parent = process.parent()
-    return parent is not None and parent.cmdline() == line
+    return parent is not None and parent.cmdline() == process.cmdline()
 
 
 class TreeSampler:
