@@ -34,9 +34,9 @@ def lsh_input(texts: DataFrame, groups: DataFrame, broadcast_limit: int, n_docum
               also_removed: DataFrame | None = None) -> DataFrame:
     """The rows of ``texts`` (of ``n_documents`` documents) that LSH compares: representatives with
     at least one shingle, less the ids in ``also_removed`` (under ``--against``: the exact copies
-    of indexed documents)."""
+    of indexed documents, already out of ``groups``, so the removed ids are distinct documents)."""
     removed = exact_copies(groups).select(DOC_ID)
     if also_removed is not None:
         removed = removed.unionByName(also_removed.select(DOC_ID))
     return filter_ids(texts.filter(F.col("n_shingles") > 0), removed, broadcast_limit, keep=False,
-                      at_most=n_documents * (1 if also_removed is None else 2))
+                      at_most=n_documents)
