@@ -116,7 +116,9 @@ def _innermost(err: Exception) -> str:
 
 
 def _empty_rejected(spark: SparkSession) -> DataFrame:
-    return spark.createDataFrame([], REJECTED)
+    """No rejected rows, in a plan the JVM runs alone (a DataFrame made from a Python list starts
+    a Python worker on every core to be written, a second of the read stage)."""
+    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in REJECTED.fields])
 
 
 def as_rejected(frame: DataFrame, reason: str) -> DataFrame:
