@@ -168,13 +168,16 @@ class FittedSettings:
         self.spark.conf.set(key, str(value))
         return str(value)
 
-    def partitions(self, total_bytes: int, target_bytes: int = TARGET_PARTITION_BYTES) -> int:
-        """Partitions for ``total_bytes`` of shuffled data: the user's shuffle partitions, else
-        ``max(cores, ceil(total_bytes / target_bytes))``."""
+    def partitions(self, total_bytes: int, target_bytes: int = TARGET_PARTITION_BYTES, spread_bytes: int = 0) -> int:
+        """Partitions for ``total_bytes`` of shuffled data: the user's shuffle partitions, else one
+        per ``target_bytes`` and at least one per core, unless that would make partitions of fewer
+        than ``spread_bytes`` (then one per ``spread_bytes``, at least one)."""
         user = self.user_value(SHUFFLE_PARTITIONS)
         if user is not None:
             return int(user)
-        return max(self.spark.sparkContext.defaultParallelism, math.ceil(total_bytes / target_bytes))
+        cores = self.spark.sparkContext.defaultParallelism
+        spread = cores if spread_bytes <= 0 else min(cores, math.ceil(total_bytes / spread_bytes))
+        return max(1, spread, math.ceil(total_bytes / target_bytes))
 
     def fit_shuffle(self, total_bytes: int) -> int:
         """Shuffle partitions for a largest shuffle of ``total_bytes``."""

@@ -30,15 +30,19 @@ _INDEXED = "_indexed"
 # holds about six times the part's pairs at its peak: 32 MB of pairs stay near 200 MB.
 PAIR_BYTES = 16
 PART_BYTES = 32 * 2**20
+# ... and a part of fewer pairs is not split over the cores: a quarter of a million pairs are grouped
+# in tens of milliseconds, while a core's first Python task waits about a second for its worker.
+SPREAD_BYTES = 4 * 2**20
 
 
 def lsh_parts(settings: FittedSettings, documents: int, bands: int) -> int:
-    """Parts for the ``documents * bands`` pairs: one per ``PART_BYTES`` of them, at least one per core.
+    """Parts for the ``documents * bands`` pairs: one per ``PART_BYTES`` of them, at least one per
+    core once each gets ``SPREAD_BYTES``.
 
     Parts are a repartition to a fixed count, which adaptive execution does not coalesce, so
     every part is a task: a count sized to the data rather than Spark's 200.
     """
-    return settings.partitions(documents * bands * PAIR_BYTES, PART_BYTES)
+    return settings.partitions(documents * bands * PAIR_BYTES, PART_BYTES, SPREAD_BYTES)
 
 
 def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:

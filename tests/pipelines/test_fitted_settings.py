@@ -38,6 +38,12 @@ def test_without_a_user_value_partitions_follow_the_bytes(spark):
         cores = spark.sparkContext.defaultParallelism
         assert fitted.partitions(0) == cores  # never fewer tasks than cores
         assert fitted.partitions(10 * TARGET_PARTITION_BYTES + 1) == 11
+        # ... unless each would get less than spread_bytes: then one per spread_bytes, at least one
+        assert fitted.partitions(0, spread_bytes=2**20) == 1
+        assert fitted.partitions(2**20, spread_bytes=2**20) == 1
+        assert fitted.partitions(2**20 + 1, spread_bytes=2**20) == min(cores, 2)
+        assert fitted.partitions(100 * 2**20, spread_bytes=2**20) == cores
+        assert fitted.partitions(10 * TARGET_PARTITION_BYTES + 1, spread_bytes=2**40) == 11
         assert fitted.fit_shuffle(40 * TARGET_PARTITION_BYTES) == 40
         assert spark.conf.get(SHUFFLE_PARTITIONS) == "40"
         fitted.restore()
