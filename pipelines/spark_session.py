@@ -73,15 +73,19 @@ def start_spark(cfg: SparkConfig) -> None:
 
     A job's fixed cost starts with two waits in a row: the JVM's start (2-3 s to a session) and
     the import of the pipeline (about a second: NumPy, Numba, SciPy, Matplotlib). Started here,
-    before the import, the two overlap. The job's own ``get_spark(cfg)`` waits for this session
-    and returns it, or raises the error that stopped it, in the job's thread.
+    before the import, the two overlap, and the session's first Python worker starts loading the
+    kernels as soon as the session is up (:func:`warm_python_worker`). The job's own
+    ``get_spark(cfg)`` waits for this session and returns it, or raises the error that stopped
+    it, in the job's thread.
     """
     global _starting
     future: Future = Future()
 
     def start() -> None:
         try:
-            future.set_result(_new_spark(cfg))
+            spark = _new_spark(cfg)
+            warm_python_worker(spark)
+            future.set_result(spark)
         except BaseException as err:  # raised by the get_spark that takes it
             future.set_exception(err)
 
@@ -136,6 +140,54 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
         if hadoop.get(key) is None:  # as for the level: --conf spark.hadoop.<key> wins
             hadoop.set(key, value)
     return spark
+
+
+# The last warm-up started: its session's context and the event set when it is over.
+_warm_up: tuple[object, threading.Event] | None = None
+
+
+def warm_python_worker(spark: SparkSession) -> threading.Event:
+    """Start a one-task Spark job whose Python worker loads the kernels (:func:`udfs.warm.load_kernels`),
+    in a background thread, unless one is still running in this session; the event returned is set
+    when it is over: wait for it before the first job that runs Python.
+
+    A Python worker is started by the first task that needs one and then reused by later tasks
+    (``spark.python.worker.reuse``). Its start is on the critical path of that first task: about a
+    second of imports and kernel loading, which on a small input is most of the signature stage.
+    Started here, it overlaps the reading of the corpus, which runs in the JVM alone. Only local
+    masters are warmed (a cluster's executors start their workers once each, beside much work).
+    A failed warm-up is ignored: the stage that needs the worker meets the same failure and reports it.
+    """
+    global _warm_up
+    context = spark.sparkContext
+    if _warm_up is not None and _warm_up[0] is context and not _warm_up[1].is_set():
+        return _warm_up[1]
+    done = threading.Event()
+    _warm_up = (context, done)
+
+    def warm() -> None:
+        context.setJobDescription("warm-up: a Python worker with the kernels loaded")
+        try:
+            spark.range(1, numPartitions=1).mapInArrow(_load_kernels, "id long").collect()
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+        finally:
+            done.set()
+
+    if context.master.startswith("local") and spark.conf.get("spark.python.worker.reuse", "true") != "false":
+        threading.Thread(target=warm, name="python-worker-warm-up", daemon=True).start()
+    else:
+        done.set()
+    return done
+
+
+def _load_kernels(batches):
+    from udfs.warm import load_kernels
+
+    load_kernels()
+    for _ in batches:  # a worker that leaves input unread is not reused
+        pass
+    yield from ()
 
 
 class FittedSettings:

@@ -4,9 +4,8 @@
    and the machine code is cached beside its source (``udfs/__pycache__``), keyed by the source
    file, so that every later process loads it in a fraction of a second. Without this step the
    first job after a checkout compiles each kernel in every Python worker at once: about 20 s
-   of CPU per worker for the signature kernel alone. Inputs reach the kernels through an Arrow
-   IPC round trip, as Spark hands batches to its workers (read-only buffers, a type of their
-   own to Numba), so what is cached here is what the jobs load.
+   of CPU per worker for the signature kernel alone. ``udfs.warm.load_kernels`` makes those
+   first calls with the types the jobs pass, so what is cached here is what the jobs load.
 2. **JVM classes.** The bundled sample is deduplicated once in a JVM that writes the classes it
    loaded to a class-data-sharing archive (``pipelines.spark_session.CLASS_ARCHIVE``, inside the
    environment whose jars it describes). A job that starts Spark itself maps them from there
@@ -23,39 +22,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig, MinHashConfig  # noqa: E402
+from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig  # noqa: E402
 from pipelines.spark_session import CLASS_ARCHIVE, get_spark  # noqa: E402
-from udfs.arrow_buffers import binary_from_rows, rows_from_binary  # noqa: E402
-from udfs.lsh import band_keys, signature_agreement  # noqa: E402
-from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, shingle_sets  # noqa: E402
-
-
-def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
-    """``columns`` after an Arrow IPC round trip, as a Python worker receives them from Spark."""
-    batch = pa.RecordBatch.from_arrays(list(columns), names=[str(k) for k in range(len(columns))])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return pa.ipc.open_stream(sink.getvalue()).read_next_batch().columns
-
-
-def compile_kernels() -> None:
-    cfg = MinHashConfig()
-    a, b = permutations(cfg.num_perm, cfg.seed)
-    for texts in (["one two three four five six", "seven eight"], ["one two three four five six", None]):
-        (batch,) = as_from_spark(pa.array(texts, pa.string()))
-        for char_ngrams in (False, True):
-            signatures = compute_signatures(batch, ngram=cfg.ngram, char_ngrams=char_ngrams, a=a, b=b).signatures
-            band_keys(signatures, 2, 3)
-            left, right = as_from_spark(binary_from_rows(signatures), binary_from_rows(signatures))
-            signature_agreement(rows_from_binary(left, signatures.dtype, cfg.num_perm),
-                                rows_from_binary(right, signatures.dtype, cfg.num_perm))
-            sets = shingle_sets(batch, ngram=cfg.ngram, char_ngrams=char_ngrams)
-            (ids,) = as_from_spark(pa.array([1, 2], pa.int64()))
-            pair_jaccard(ids.to_numpy(), ShingleSets.concat([sets]), np.array([2]), np.array([1]))
+from udfs.warm import load_kernels  # noqa: E402
 
 
 def archive_classes() -> None:
@@ -81,7 +50,7 @@ def archive_classes() -> None:
 
 def main() -> None:
     start = time.perf_counter()
-    compile_kernels()
+    load_kernels()
     print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
     archive_classes()
     print(f"JVM class archive {CLASS_ARCHIVE}: " + ("written" if os.path.exists(CLASS_ARCHIVE) else "NOT written"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -35,7 +36,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import FittedSettings, get_spark
+from pipelines.spark_session import FittedSettings, get_spark, warm_python_worker
 from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
@@ -92,6 +93,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     bands_rows = choose_bands_rows(cfg)
     indexed = read_indexes(cfg, *bands_rows)  # --against: manifests and settings, before Spark too
     spark = spark or get_spark(cfg.spark)
+    python_ready = warm_python_worker(spark)  # while the JVM alone lists and reads the corpus
     timer = StageTimer("dedup", spark)
     fs = HadoopFs(spark)
     earlier = earlier_runs(indexed, fs, cfg.output)
@@ -102,7 +104,8 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     fitted = FittedSettings(spark)
     try:
-        stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, against, writers).run()
+        stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, python_ready, against,
+                                         writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -134,10 +137,11 @@ class _Stages:
     """
 
     def __init__(self, spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-                 timer: StageTimer, fitted: FittedSettings, against: Against | None = None,
-                 writers: list[IndexWriter] | None = None) -> None:
+                 timer: StageTimer, fitted: FittedSettings, python_ready: threading.Event,
+                 against: Against | None = None, writers: list[IndexWriter] | None = None) -> None:
         self.spark, self.cfg, self.out, self.checkpoint, self.timer = spark, cfg, out, checkpoint, timer
         self.fitted = fitted  # session settings sized to this input (restored when the run ends)
+        self.python_ready = python_ready  # set once a Python worker has loaded the kernels
         self.against, self.writers = against, writers or []
         self.matched: DataFrame | None = None  # --against: documents with an exact copy in an index
 
@@ -180,6 +184,7 @@ class _Stages:
                    rows: int) -> tuple[DataFrame, DataFrame, Row]:
         """The ``SIGNATURES`` table, the documents under their final ids, and the text counts."""
         with self.timer.stage("signatures") as progress:
+            self.python_ready.wait()  # the scan's task then finds the warmed worker idle
             carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
             sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
                                                   carry), "signatures")

@@ -1,0 +1,45 @@
+"""The first call of every compiled kernel the dedup workers run, on inputs of a few words.
+
+A Numba kernel is compiled on its first call for the argument types it meets, and the machine
+code is cached beside its source; a new process still loads it on its first call (about 0.4 s
+for these kernels, after 0.6 s of imports). :func:`load_kernels` makes those calls with the
+types the jobs pass: inputs go through an Arrow IPC round trip, as Spark hands batches to its
+Python workers (read-only buffers, a type of their own to Numba). ``scripts/warm_start.py``
+calls it to fill the cache once per environment; a job calls it in its first Python worker
+while the JVM reads the corpus (``pipelines.spark_session.warm_python_worker``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from udfs.arrow_buffers import binary_from_rows, rows_from_binary
+from udfs.lsh import band_keys, signature_agreement
+from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, shingle_sets
+
+
+def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
+    """``columns`` after an Arrow IPC round trip, as a Python worker receives them from Spark."""
+    batch = pa.RecordBatch.from_arrays(list(columns), names=[str(k) for k in range(len(columns))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return pa.ipc.open_stream(sink.getvalue()).read_next_batch().columns
+
+
+def load_kernels(num_perm: int = 8, ngram: int = 5) -> None:
+    """Call each kernel once per argument type the jobs use (texts with and without nulls, word
+    and character shingles). The types do not depend on ``num_perm`` or ``ngram``."""
+    a, b = permutations(num_perm, 1)
+    for texts in (["one two three four five six", "seven eight"], ["one two three four five six", None]):
+        (batch,) = as_from_spark(pa.array(texts, pa.string()))
+        for char_ngrams in (False, True):
+            signatures = compute_signatures(batch, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b).signatures
+            band_keys(signatures, 2, 3)
+            left, right = as_from_spark(binary_from_rows(signatures), binary_from_rows(signatures))
+            signature_agreement(rows_from_binary(left, signatures.dtype, num_perm),
+                                rows_from_binary(right, signatures.dtype, num_perm))
+            sets = shingle_sets(batch, ngram=ngram, char_ngrams=char_ngrams)
+            (ids,) = as_from_spark(pa.array([1, 2], pa.int64()))
+            pair_jaccard(ids.to_numpy(), ShingleSets.concat([sets]), np.array([2]), np.array([1]))
