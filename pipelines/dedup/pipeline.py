@@ -41,7 +41,7 @@ from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
 from schemas.rejected import REJECTED
-from udfs.lsh import optimal_bands_rows
+from udfs.banding import optimal_bands_rows
 
 log = logging.getLogger("corpus_prep.dedup")
 # The job's largest shuffle carries up to about this many bytes per document: exact

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from udfs.lsh import collision_probability  # noqa: E402
+from udfs.banding import collision_probability  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 7.0, 3.6, 110
 ACCENT, MUTED = "#1f6fb2", "#c0392b"

@@ -20,7 +20,7 @@ from pipelines.io.publish import OutputDir
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
 from schemas.dedup import DOC_ID
-from udfs.lsh import collision_probability
+from udfs.banding import collision_probability
 
 TOP_CLUSTERS = 5
 MEMBERS_SHOWN = 5  # survivor included

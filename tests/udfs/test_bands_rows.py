@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-import udfs.lsh as lsh
+import udfs.banding as banding
 from pipelines.config import MAX_NUM_PERM
-from udfs.lsh import error_areas, optimal_bands_rows
+from udfs.banding import error_areas, optimal_bands_rows
 
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 # Chosen by the search this one replaced (scipy ``quad`` per pair, every pair in a Python loop).
@@ -58,7 +58,7 @@ def test_search_work_is_one_vectorised_call_at_the_largest_num_perm(monkeypatch)
         calls.append(len(bands))
         return error_areas(threshold, bands, rows)
 
-    monkeypatch.setattr(lsh, "error_areas", counting)
+    monkeypatch.setattr(banding, "error_areas", counting)
     optimal_bands_rows.cache_clear()
     bands, rows = optimal_bands_rows(0.7, MAX_NUM_PERM, 0.05, 0.95)
     assert bands * rows <= MAX_NUM_PERM

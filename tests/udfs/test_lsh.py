@@ -6,8 +6,9 @@ import pyarrow as pa
 import pytest
 from scipy.integrate import quad
 
-from udfs.lsh import (band_keys, bucket_pairs, bucket_pairs_against, collision_probability, optimal_bands_rows,
-                      partition_tags, signature_agreement, spark_int_hash, split_by_part)
+from udfs.banding import collision_probability, optimal_bands_rows
+from udfs.lsh import (band_keys, bucket_pairs, bucket_pairs_against, partition_tags, signature_agreement,
+                      spark_int_hash, split_by_part)
 from udfs.minhash import compute_signatures, permutations
 
 

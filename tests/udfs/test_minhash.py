@@ -120,7 +120,6 @@ def test_short_documents_get_distinct_signatures():
 
 def test_estimates_are_unbiased_against_exact_jaccard():
     """Pairs of token sets with planted overlap: mean estimate within 4 standard errors of J."""
-    rng = np.random.default_rng(0)
     a, b = permutations(256, 42)
     for target in (0.3, 0.5, 0.7, 0.9):
         left, right, truth = [], [], []
