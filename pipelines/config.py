@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from pipelines.errors import UsageError, alternatives
+from udfs.signature_format import MAX_NGRAM
 
 
 class KeepPolicy(str, Enum):
@@ -187,8 +188,6 @@ class DedupConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:
-        from udfs.minhash import MAX_NGRAM
-
         if not 0.0 < self.lsh.threshold < 1.0:
             raise UsageError("--threshold must be in (0, 1)")
         if not 1 <= self.minhash.num_perm <= MAX_NUM_PERM:

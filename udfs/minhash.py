@@ -34,7 +34,7 @@ MinHash
 
 Stability: signatures are persisted, so the tokeniser, hash and permutation draw above are
 part of the on-disk format, pinned by a golden test. Changing any of them requires a new
-``SIGNATURE_VERSION``.
+``SIGNATURE_VERSION`` (``udfs.signature_format``).
 
 Speed: lowercasing is folded into the scan (Arrow's own case mapping, tabulated per code
 point; malformed UTF-8, rare, falls back to Arrow's pass). The scan copies and hashes runs
@@ -55,12 +55,10 @@ from numba import njit
 
 from udfs.arrow_buffers import string_buffers
 from udfs.hashing import P1, P2, P5, _round_scaled, avalanche64, load_le, store_le, xxh64
+from udfs.signature_format import EMPTY_SLOT, MAX_NGRAM
 from udfs.text import (ASCII_WORD_LOWERCASE, CHAR_CLASSES, LOWERCASE, MAX_LOWERCASE_GROWTH, SPACE, WORD,
                        decode_utf8, encode_utf8, lowercase, well_formed)
 
-SIGNATURE_VERSION = 1
-EMPTY_SLOT = np.uint32(0xFFFFFFFF)
-MAX_NGRAM = 64
 TABLES = (ASCII_WORD_LOWERCASE, CHAR_CLASSES, LOWERCASE)
 
 

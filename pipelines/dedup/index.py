@@ -40,7 +40,7 @@ from pipelines.io.publish import SUCCESS, OutputDir, OutputExists
 from pipelines.io.hadoop import HadoopFs
 from schemas.enforce import conform
 from schemas.dedup import DOC_ID, INDEX_DOCS, INDEX_TEXTS
-from udfs.minhash import SIGNATURE_VERSION
+from udfs.signature_format import SIGNATURE_VERSION
 
 FORMAT = 1
 KIND = "corpus-prep minhash index"

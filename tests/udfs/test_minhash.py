@@ -8,8 +8,8 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import (EMPTY_SLOT, ShingleSets, compute_signatures, pair_jaccard, permutations, set_jaccard,
-                          shingle_sets)
+from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, set_jaccard, shingle_sets
+from udfs.signature_format import EMPTY_SLOT
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
 MASK64 = (1 << 64) - 1
@@ -146,7 +146,7 @@ def test_estimates_are_unbiased_against_exact_jaccard():
 def test_signatures_are_bit_for_bit_stable():
     """Signatures are persisted: any change to tokens, hashes or permutations must bump
     SIGNATURE_VERSION and update these digests deliberately."""
-    from udfs.minhash import SIGNATURE_VERSION
+    from udfs.signature_format import SIGNATURE_VERSION
 
     a, b = permutations(256, 42)
     texts = pa.array(["The quick brown fox jumps over the lazy dog, again and again!",
