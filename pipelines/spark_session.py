@@ -166,7 +166,7 @@ def warm_python_worker(spark: SparkSession) -> threading.Event:
     _warm_up = (context, done)
 
     def warm() -> None:
-        context.setJobDescription("warm-up: a Python worker with the kernels loaded")
+        context.setJobGroup("corpus-prep.dedup.warm-up", "corpus-prep dedup warm-up: a Python worker, kernels loaded")
         try:
             spark.range(1, numPartitions=1).mapInArrow(_load_kernels, "id long").collect()
         except Exception:  # noqa: BLE001 - see the docstring
