@@ -1,8 +1,8 @@
 """The first call of every compiled kernel the dedup workers run, on inputs of a few words.
 
 A Numba kernel is compiled on its first call for the argument types it meets, and the machine
-code is cached beside its source; a new process still loads it on its first call (about 0.4 s
-for these kernels, after 0.6 s of imports). :func:`load_kernels` makes those calls with the
+code is cached beside its source; a new process still loads it on its first call (about 0.35 s
+for these kernels, after as long again of imports). :func:`load_kernels` makes those calls with the
 types the jobs pass: inputs go through an Arrow IPC round trip, as Spark hands batches to its
 Python workers (read-only buffers, a type of their own to Numba). ``scripts/warm_start.py``
 calls it to fill the cache once per environment; a job calls it in its first Python worker

@@ -29,11 +29,13 @@ def probe(batches):
     loaded = minhash is not None and len(minhash._signature_kernel.overloads) > 0
     yield pa.RecordBatch.from_arrays([pa.array([loaded])], names=["loaded"])
 
+def kernels_loaded():
+    return spark.range(1, numPartitions=1).mapInArrow(probe, "loaded boolean").first()["loaded"]
+
 spark = _new_spark(SparkConfig(master="local[1]", ui=False, log_level="ERROR"))
-tasks = lambda: spark.range(1, numPartitions=1).mapInArrow(probe, "loaded boolean").first()["loaded"]
-before = tasks()  # starts the session's one worker, without the kernels
+before = kernels_loaded()  # starts the session's one worker, without the kernels
 warm_python_worker(spark).wait()
-print(json.dumps({"before": before, "after": tasks()}))
+print(json.dumps({"before": before, "after": kernels_loaded()}))
 """
 
 
