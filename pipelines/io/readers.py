@@ -27,7 +27,6 @@ from pipelines.errors import InputError, one_line
 from pipelines.io import uri
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import GLOB_CHARS, input_files
-from schemas.rejected import REJECTED
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
 # Parquet footers read to learn the input's row size: this many files, evenly spread over the input.
@@ -62,11 +61,12 @@ def read_corpus(spark: SparkSession, cfg: InputConfig) -> Corpus:
     fmt = detect_format(fs, cfg.path, files) if cfg.input_format == "auto" else cfg.input_format
     if fmt == "parquet":
         frame = _resolved(lambda: spark.read.parquet(cfg.path), cfg.path, fmt)
-        corpus = _typed_text_column(frame, _empty_rejected(spark), cfg, fmt)
+        corpus = _typed_text_column(frame, as_rejected(frame.limit(0), ""), cfg, fmt)
         corpus.row_bytes = _resolved(lambda: parquet_row_bytes(spark, files), cfg.path, fmt)
         return corpus
     if fmt == "hf":
-        return _typed_text_column(_read_hf_saved(spark, fs, cfg.path), _empty_rejected(spark), cfg, fmt)
+        frame = _read_hf_saved(spark, fs, cfg.path)
+        return _typed_text_column(frame, as_rejected(frame.limit(0), ""), cfg, fmt)
     if fmt == "json":
         return _read_json_lines(spark, cfg)
     raise InputError(f"unknown input format {fmt!r} (expected parquet, json or hf)")
@@ -115,14 +115,9 @@ def _innermost(err: Exception) -> str:
     return cause.toString()
 
 
-def _empty_rejected(spark: SparkSession) -> DataFrame:
-    """No rejected rows, in a plan the JVM runs alone (a DataFrame made from a Python list starts
-    a Python worker on every core to be written, a second of the read stage)."""
-    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in REJECTED.fields])
-
-
 def as_rejected(frame: DataFrame, reason: str) -> DataFrame:
-    """Rows of ``frame`` in the ``REJECTED`` schema, every column kept as JSON."""
+    """Rows of ``frame`` in the ``REJECTED`` schema, every column kept as JSON (of
+    ``frame.limit(0)``: no rows, in a plan the JVM runs alone, no Python worker started)."""
     return frame.select(F.lit(None).cast("string").alias("source"), F.lit(reason).alias("reason"),
                         F.to_json(F.struct(*[F.col(f"`{c}`") for c in frame.columns])).cast("binary")
                         .alias("record"))
