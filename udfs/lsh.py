@@ -12,14 +12,18 @@ from numba import njit
 from udfs.hashing import P5, _round, avalanche64
 
 
-@njit(cache=True)
-def band_keys(signatures, bands, rows):
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """``(n, bands)`` int64 bucket keys: band ``j`` hashes ``sig[j*rows:(j+1)*rows]``.
 
     The key is xxHash64's round function folded over the band's values, seeded with the band
     index and finalised with its avalanche step, so equal bands (and only those, up to a 2**-64
     chance) give equal keys and keys of different bands never mix.
     """
+    return _band_keys(signatures, bands, rows)
+
+
+@njit(cache=True)
+def _band_keys(signatures, bands, rows):
     n = signatures.shape[0]
     out = np.empty((n, bands), dtype=np.int64)
     for d in range(n):
@@ -147,9 +151,13 @@ def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.nda
     return src[new], dst[new]
 
 
-@njit(cache=True)
-def signature_agreement(left, right):
+def signature_agreement(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Per row, the fraction of positions where two signature matrices agree (Jaccard estimate)."""
+    return _signature_agreement(left, right)
+
+
+@njit(cache=True)
+def _signature_agreement(left, right):
     n, width = left.shape
     out = np.empty(n, dtype=np.float64)
     for d in range(n):
