@@ -42,7 +42,8 @@ of ASCII word bytes in a tight loop with one unpredictable branch per token; oth
 points take a table-driven step. Shingle rounds run across all windows at once, and the
 MinHash loop runs permutations outside and shingles inside, a min-reduction; both
 vectorise. At 256 permutations the MinHash loop is most of the cost (figures: BENCHMARKS.md,
-"Dedup speed and memory").
+"Dedup speed and memory"). A text met before is not signed again: :class:`SignatureMemo`
+keeps the outputs of recent texts by a hash of their bytes.
 """
 
 from __future__ import annotations
@@ -270,13 +271,43 @@ def _min_hash(values, count, a_lo, a_hi, b, sig):
 
 
 @njit(cache=True)
-def _signature_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode, a, b,
-                      sigs, exact_hi, exact_lo, n_shingles, norm_len):
-    """Fill the outputs of every non-null document.
+def _text_keys(offsets, data, valid, key_hi, key_lo, lengths):
+    """Per document: the 128-bit memo key (xxHash64 of its bytes, seeds 0 and 1) and its length
+    in code points (the bytes that do not continue a UTF-8 sequence: Arrow's ``utf8_length``,
+    malformed input included)."""
+    for d in range(offsets.shape[0] - 1):
+        if not valid[d]:
+            continue
+        start, end = offsets[d], offsets[d + 1]
+        key_hi[d] = xxh64(data, start, end, 0)
+        key_lo[d] = xxh64(data, start, end, 1)
+        count = 0
+        for i in range(start, end):
+            count += (data[i] & 0xC0) != 0x80
+        lengths[d] = count
+
+
+@njit(inline="always")
+def _memo_slot(memo_keys, memo_filled, key_hi, key_lo):
+    """The slot of the memo table holding the key, or the empty slot where it goes (linear probing;
+    the table is never more than half full)."""
+    mask = memo_filled.shape[0] - 1
+    slot = np.int64(key_lo & np.uint64(mask))
+    while memo_filled[slot] and (memo_keys[slot, 0] != key_hi or memo_keys[slot, 1] != key_lo):
+        slot = (slot + 1) & mask
+    return slot
+
+
+@njit(cache=True)
+def _signature_kernel(offsets, data, valid, key_hi, key_lo, tables, fold_case, ngram, char_mode, a, b,
+                      memo, sigs, exact_hi, exact_lo, n_shingles, norm_len):
+    """Fill the outputs of every non-null document, from ``memo`` when its key is there.
 
     Returns False, stopping early, at the first malformed UTF-8 under ``fold_case``; a run
-    without it then rewrites every output.
+    without it then rewrites every output. What the memo holds is right on either run: a
+    document's outputs depend on its bytes only.
     """
+    memo_keys, memo_filled, memo_sigs, memo_values, memo_used = memo
     a_lo = (a & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     a_hi = (a >> np.uint64(32)).astype(np.uint32)
     n_docs = offsets.shape[0] - 1
@@ -293,6 +324,12 @@ def _signature_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode,
         sig[:] = EMPTY_SLOT
         if not valid[d]:
             continue
+        slot = _memo_slot(memo_keys, memo_filled, key_hi[d], key_lo[d])
+        if memo_filled[slot]:
+            sig[:] = memo_sigs[slot]
+            exact_hi[d], exact_lo[d] = memo_values[slot, 0], memo_values[slot, 1]
+            n_shingles[d], norm_len[d] = memo_values[slot, 2], memo_values[slot, 3]
+            continue
         length, n_units = _units(data, offsets[d], offsets[d + 1], tables, fold_case, char_mode, scratch, lanes)
         if n_units < 0:
             return False
@@ -302,23 +339,90 @@ def _signature_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode,
         n_shingles[d] = shingles
         exact_hi[d] = xxh64(scratch, 0, length, 0) if length > 0 else np.uint64(0)
         exact_lo[d] = xxh64(scratch, 0, length, 1) if length > 0 else np.uint64(0)
+        if 2 * (memo_used[0] + 1) > memo_filled.shape[0]:  # half full: start afresh
+            memo_filled[:] = False
+            memo_used[0] = 0
+            slot = _memo_slot(memo_keys, memo_filled, key_hi[d], key_lo[d])
+        memo_filled[slot] = True
+        memo_used[0] += 1
+        memo_keys[slot, 0], memo_keys[slot, 1] = key_hi[d], key_lo[d]
+        memo_sigs[slot] = sig
+        memo_values[slot, 0], memo_values[slot, 1] = exact_hi[d], exact_lo[d]
+        memo_values[slot, 2], memo_values[slot, 3] = np.uint64(shingles), np.uint64(length)
     return True
+
+
+# The most a worker's memo of signed texts may take, all slots in use; its slots are a power of two
+# (65,536 at 256 permutations: 70 MB, at most 32,768 texts remembered). On the 1 GB slice of
+# BENCHMARKS.md, signing each half as one worker does: 8.4 s without a memo, 7.1 s with this
+# one, 7.5 s with half of it and 8.8 s with a quarter.
+MEMO_BYTES = 96 * 2**20
+
+
+class SignatureMemo:
+    """The outputs of texts already signed, by a 128-bit hash of their bytes (xxHash64, seeds 0
+    and 1): a text met again costs two hashes of its bytes instead of the scan and the MinHash
+    loop. Real corpora repeat whole files (the releases of a package share most of theirs; the
+    1 GB slice of BENCHMARKS.md holds 1,000 MB of text of which 762 MB are distinct), and
+    outputs depend on a text's bytes only, so they are equal bit for bit to a fresh run's.
+
+    The table holds up to ``slots / 2`` texts of one hash family (``a``, ``b``, ``ngram``,
+    ``char_ngrams``) and forgets them all when it fills: a copy is caught when it comes within
+    that many distinct texts of the one before. Two distinct texts of one corpus share a key
+    with chance about ``n**2 / 2**129``.
+    """
+
+    def __init__(self, num_perm: int, slots: int) -> None:
+        if slots < 2 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two, at least 2")
+        self.tables = (np.zeros((slots, 2), dtype=np.uint64), np.zeros(slots, dtype=np.bool_),
+                       np.empty((slots, num_perm), dtype=np.uint32), np.empty((slots, 4), dtype=np.uint64),
+                       np.zeros(1, dtype=np.int64))
+
+    def __len__(self) -> int:
+        """How many texts the memo holds now."""
+        return int(self.tables[4][0])
+
+    @staticmethod
+    def slots_for(num_perm: int, budget_bytes: int = MEMO_BYTES) -> int:
+        """The most slots, a power of two, that fit ``budget_bytes``."""
+        per_slot = 4 * num_perm + 16 + 1 + 32
+        return max(2, 1 << max(1, (budget_bytes // per_slot).bit_length() - 1))
+
+
+_process_memo: tuple[tuple, SignatureMemo] | None = None
+
+
+def process_memo(a: np.ndarray, b: np.ndarray, ngram: int, char_ngrams: bool) -> SignatureMemo:
+    """This process's memo for one hash family, kept across calls (a Spark worker is reused by
+    the tasks of a job) and replaced when the family changes."""
+    global _process_memo
+    family = (a.tobytes(), b.tobytes(), ngram, char_ngrams)
+    if _process_memo is None or _process_memo[0] != family:
+        _process_memo = (family, SignatureMemo(len(a), SignatureMemo.slots_for(len(a))))
+    return _process_memo[1]
 
 
 @dataclass(frozen=True)
 class SignatureBatch:
-    """Kernel output for one batch; ``signatures`` is ``(n, num_perm)`` uint32."""
+    """Kernel output for one batch; ``signatures`` is ``(n, num_perm)`` uint32, ``lengths`` each
+    text's length in code points (0 for a null)."""
 
     exact_hash_hi: np.ndarray
     exact_hash_lo: np.ndarray
     n_shingles: np.ndarray
     normalized_length: np.ndarray
     signatures: np.ndarray
+    lengths: np.ndarray
 
 
 def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool,
-                       a: np.ndarray, b: np.ndarray) -> SignatureBatch:
-    """Run the fused kernel on a batch of texts (nulls give empty results)."""
+                       a: np.ndarray, b: np.ndarray, memo: SignatureMemo | None = None) -> SignatureBatch:
+    """Run the fused kernel on a batch of texts (nulls give empty results).
+
+    Texts in ``memo`` are not signed again, and the ones signed here are added to it; without one,
+    repeats within the batch are still signed once.
+    """
     if not 1 <= ngram <= MAX_NGRAM:
         raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
     n = len(texts)
@@ -327,13 +431,19 @@ def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ng
     lo = np.zeros(n, dtype=np.uint64)
     n_shingles = np.zeros(n, dtype=np.int32)
     norm_len = np.zeros(n, dtype=np.int64)
-    outputs = (sigs, hi, lo, n_shingles, norm_len)
+    offsets, data, valid = string_buffers(texts)
+    key_hi, key_lo, lengths = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, np.int64)
+    _text_keys(offsets, data, valid, key_hi, key_lo, lengths)
+    if memo is None:
+        memo = SignatureMemo(a.shape[0], 1 << max(1, (2 * n).bit_length()))
+    outputs = (memo.tables, sigs, hi, lo, n_shingles, norm_len)
     params = (ngram, char_ngrams, a, b)
-    if not _signature_kernel(*string_buffers(texts), TABLES, True, *params, *outputs):
+    if not _signature_kernel(offsets, data, valid, key_hi, key_lo, TABLES, True, *params, *outputs):
         # Malformed UTF-8 (rare): Arrow raises on some of it and has its own ways with the
         # rest (re-encodes overlong forms, keeps surrogates), so lowercase with Arrow itself.
-        _signature_kernel(*string_buffers(lowercase(texts)), TABLES, False, *params, *outputs)
-    return SignatureBatch(hi, lo, n_shingles, norm_len, sigs)
+        low_offsets, low_data, _ = string_buffers(lowercase(texts))
+        _signature_kernel(low_offsets, low_data, valid, key_hi, key_lo, TABLES, False, *params, *outputs)
+    return SignatureBatch(hi, lo, n_shingles, norm_len, sigs, lengths)
 
 
 @njit(inline="always")

@@ -18,7 +18,7 @@ from pipelines.config import MinHashConfig
 from schemas.dedup import DOC_ID, EXCERPT_KEPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
 from udfs.lsh import band_keys
-from udfs.minhash import compute_signatures, permutations
+from udfs.minhash import compute_signatures, permutations, process_memo
 
 
 def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, bands: int, rows: int,
@@ -32,10 +32,10 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, b
     width = len(carry)
 
     def scan(batches):
+        memo = process_memo(a, b, ngram, char_ngrams)  # the worker's, kept across its tasks
         for batch in batches:
             texts = batch.column(1 + width)
-            out = compute_signatures(texts, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b)
-            lengths = pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int64())
+            out = compute_signatures(texts, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b, memo=memo)
             keys = band_keys(out.signatures, bands, rows).reshape(-1)
             key_offsets = np.arange(len(texts) + 1, dtype=np.int32) * np.int32(bands)
             yield pa.RecordBatch.from_arrays([
@@ -43,7 +43,7 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, b
                 pa.array(out.exact_hash_hi.view(np.int64)),
                 pa.array(out.exact_hash_lo.view(np.int64)),
                 pa.array(out.n_shingles),
-                lengths,
+                pa.array(out.lengths),
                 pa.array(out.normalized_length),
                 binary_from_rows(out.signatures),
                 pa.ListArray.from_arrays(pa.array(key_offsets), pa.array(keys)),

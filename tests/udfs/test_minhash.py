@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, set_jaccard, shingle_sets
+from udfs.minhash import (ShingleSets, SignatureMemo, compute_signatures, pair_jaccard, permutations, process_memo,
+                          set_jaccard, shingle_sets)
 from udfs.signature_format import EMPTY_SLOT
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
 
@@ -318,3 +319,53 @@ def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():
     assert list(got) == [1.0, 0.0]
     with pytest.raises(pa.ArrowInvalid):  # where Arrow cannot read the text, neither can the kernel
         exact_jaccard(string_array([b"one \xff two"]), pa.array(["one two"]), ngram=2, char_ngrams=False)
+
+
+def signed_alone(texts, **params):
+    """Each text of ``texts`` signed in a call of its own, where no memo can serve it."""
+    outs = [compute_signatures(texts.slice(i, 1), **params) for i in range(len(texts))]
+    return [np.concatenate([getattr(out, name) for out in outs]) for name in SIGNATURE_FIELDS]
+
+
+SIGNATURE_FIELDS = ("exact_hash_hi", "exact_hash_lo", "n_shingles", "normalized_length", "signatures", "lengths")
+
+
+@pytest.mark.parametrize("slots", [4, 1024])
+def test_a_memo_gives_repeated_texts_the_outputs_of_a_fresh_run_and_signs_each_once(slots):
+    """Batches drawn from a few texts (a malformed one that Arrow lowercases, empty ones, nulls)
+    through one memo: every output equals the text's own run; with room for all, each distinct
+    text was signed once. Four slots hold two texts, so that memo keeps forgetting."""
+    rng = np.random.default_rng(3)
+    pool = [t.encode() for t in random_texts(rng, 12)] + [b"", b"Caf\xc3\xa9 " + MALFORMED[3] + b" x"]
+    a, b = permutations(16, seed=5)
+    params = dict(ngram=3, char_ngrams=False, a=a, b=b)
+    memo = SignatureMemo(16, slots)
+    signed = set()
+    for _ in range(6):
+        picks = rng.integers(0, len(pool), 25)
+        texts = pc.if_else(pa.array(rng.random(25) < 0.1), pa.scalar(None, pa.string()),
+                           string_array([pool[k] for k in picks]))
+        out = compute_signatures(texts, **params, memo=memo)
+        for name, expected in zip(SIGNATURE_FIELDS, signed_alone(texts, **params)):
+            np.testing.assert_array_equal(getattr(out, name), expected, err_msg=name)
+        signed |= {pool[k] for k, valid in zip(picks, texts.is_valid().to_pylist()) if valid}
+    if slots >= 2 * len(pool):
+        assert len(memo) == len(signed)
+
+
+def test_a_batch_with_repeats_and_no_memo_matches_fresh_runs_and_arrows_lengths():
+    values = [b"one two three four", MALFORMED[0] + b" caf\xc3\xa9", b"one two three four", b""]
+    texts = string_array(values)
+    a, b = permutations(16, seed=5)
+    out = compute_signatures(texts, ngram=2, char_ngrams=False, a=a, b=b)
+    for name, expected in zip(SIGNATURE_FIELDS, signed_alone(texts, ngram=2, char_ngrams=False, a=a, b=b)):
+        np.testing.assert_array_equal(getattr(out, name), expected, err_msg=name)
+    np.testing.assert_array_equal(out.lengths, pc.utf8_length(texts).to_numpy())
+
+
+def test_process_memo_is_kept_for_a_hash_family_and_replaced_for_another():
+    a, b = permutations(16, seed=5)
+    memo = process_memo(a, b, 5, False)
+    assert process_memo(a.copy(), b.copy(), 5, False) is memo
+    assert process_memo(a, b, 4, False) is not memo
+    assert process_memo(*permutations(16, seed=6), 5, False) is not memo
