@@ -1,9 +1,9 @@
 """Verified checkpoints: what a rerun may reuse after a crash, and how it knows it is intact.
 
 Every intermediate table is written as Parquet under ``<staging>/_work/NAME`` and committed by
-a marker ``_work/NAME/_COMMITTED`` holding its row count and a content checksum (the sum of
-``xxhash64`` over all columns of all rows: order-insensitive, so independent of the file
-layout). Both figures are observed on the rows as the write job writes them (Spark's
+a marker ``_work/NAME/_COMMITTED`` holding its row count, the counts its stage asked for and a
+content checksum (the sum of ``xxhash64`` over all columns of all rows: order-insensitive, so
+independent of the file layout). All are observed on the rows as the write job writes them (Spark's
 ``observe``: no second job over the table) and the marker is written only after that job
 committed.
 
@@ -82,29 +82,44 @@ class Checkpoints:
     out: OutputDir
     reused: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # per checkpoint, as committed (for progress lines)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # per checkpoint, the counts asked of it
     discarded: list[str] = field(default_factory=list)  # found but incomplete or corrupt
     _trusted: bool = True
 
-    def __call__(self, df: DataFrame, name: str) -> DataFrame:
+    def __call__(self, df: DataFrame, name: str, counts: dict[str, Column] | None = None) -> DataFrame:
+        """``df`` written as checkpoint ``name`` (or its intact earlier commit) and read back.
+
+        ``counts``: named aggregates over its rows (``F.count_if(...)``), observed as the write
+        job writes them and kept in the marker, so that neither a run nor its resumption spends
+        a query on them: ``self.counts[name]``.
+        """
+        wanted = counts or {}
         path = self.out.path("_work", name)
         previous = self._marker(name)
-        if previous is not None and self._trusted:
+        lacks_counts = previous is not None and not set(wanted) <= set(previous.get("counts", {}))
+        if previous is not None and self._trusted and not lacks_counts:
             stored = self._verified(path, df, previous)
             if stored is not None:
                 self.reused.append(name)
                 self.rows[name] = int(previous["rows"])
+                self.counts[name] = {key: int(previous["counts"][key]) for key in wanted}
                 return stored
-        if self.out.exists(path):
+        if lacks_counts:
+            log.info("checkpoint %s was committed without the counts this run needs; recomputing it", name)
+        elif self.out.exists(path):
             self.discarded.append(name)
             log.warning("checkpoint %s is incomplete or corrupt; recomputing it", name)
-        rows, checksum = _summary(observed_write(df, path, *_summary_columns(df)))
+        observed = observed_write(df, path, *_summary_columns(df), *[c.alias(key) for key, c in wanted.items()])
+        rows, checksum = _summary(observed)
         written = self._read(path, df)
         if previous is not None and (previous["rows"], previous["checksum"]) != (rows, checksum):
             log.warning("recomputed checkpoint %s differs from its earlier commit; later checkpoints "
                         "will be recomputed too", name)
             self._trusted = False
-        self.out.write_text(f"_work/{name}/{MARKER}", json.dumps({"rows": rows, "checksum": checksum}))
         self.rows[name] = int(rows)
+        self.counts[name] = {key: int(observed[key] or 0) for key in wanted}
+        self.out.write_text(f"_work/{name}/{MARKER}",
+                            json.dumps({"rows": rows, "checksum": checksum, "counts": self.counts[name]}))
         return written
 
     def _marker(self, name: str) -> dict | None:

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
@@ -30,7 +30,7 @@ from pipelines.dedup.signatures import signature_scan
 from pipelines.dedup.skew import filter_ids
 from pipelines.dedup.survivors import (ClusterSummary, cluster_summary, cluster_survivors, duplicates_table,
                                        ranked_hashes, survivor_ranks)
-from pipelines.dedup.verify import Verification, score_edges, verification_counts, verify_edges
+from pipelines.dedup.verify import Verification, score_edges, scored_counts, verification_counts, verify_edges
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
@@ -154,13 +154,13 @@ class _Stages:
         ranks = survivor_ranks(cfg.keep, cfg.keep_priority_column, sigs, documents)
         exact, lsh_documents = self.exact(sigs, ranks, text_counts["documents"])
         candidates = self.lsh(lsh_documents, text_counts["documents"], bands)
-        scored, verification = self.verify(candidates, sigs, lsh_documents, documents, corpus.text_column)
+        verification = self.verify(candidates, sigs, lsh_documents, documents, corpus.text_column)
         components = self.components(verification.edges)
         duplicates = self.survivors(components.labels, ranks, exact, verification.edges)
         kept = self.write(documents, duplicates, text_counts["documents"])
         if self.writers:
             self.index(sigs, lsh_documents, duplicates, documents, corpus.text_column)
-        checked, clusters = self.check(kept, duplicates, scored, verification, text_counts["documents"])
+        checked, clusters = self.check(kept, duplicates, text_counts["documents"])
         stats = _stats(cfg, corpus, n_rejected, text_counts, bands, rows, components.rounds, checked)
         if self.against is not None:
             stats["index"] = self.against.stats(duplicates, self.checkpoint.rows["index-exact"])
@@ -181,22 +181,20 @@ class _Stages:
         return corpus, documents, n_rejected
 
     def signatures(self, corpus: Corpus, documents: DataFrame, bands: int,
-                   rows: int) -> tuple[DataFrame, DataFrame, Row]:
+                   rows: int) -> tuple[DataFrame, DataFrame, dict[str, int]]:
         """The ``SIGNATURES`` table, the documents under their final ids, and the text counts."""
         with self.timer.stage("signatures") as progress:
             self.python_ready.wait()  # the scan's task then finds the warmed worker idle
             carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
+            length, shingles = F.col("normalized_length"), F.col("n_shingles")
             sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
-                                                  carry), "signatures")
+                                                  carry), "signatures",
+                                   {"empty": F.count_if(length == 0), "no_shingles": F.count_if((length > 0) & (shingles == 0))})
             if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
                 repeated = self.checkpoint(repeated_hashes(sigs), "repeated-rows")
                 sigs, documents = number_copies(repeated, sigs, documents)
             sigs = conform(sigs, SIGNATURES, "signatures")
-            text_counts = sigs.agg(
-                F.count(F.lit(1)).alias("documents"),
-                F.count_if(F.col("normalized_length") == 0).alias("empty"),
-                F.count_if((F.col("normalized_length") > 0) & (F.col("n_shingles") == 0)).alias("no_shingles"),
-            ).first()
+            text_counts = {"documents": self.checkpoint.rows["signatures"], **self.checkpoint.counts["signatures"]}
             self.fitted.fit_shuffle(text_counts["documents"] * SHUFFLE_BYTES_PER_DOCUMENT)
             progress.note(rows_out=text_counts["documents"], empty=text_counts["empty"])
         return sigs, documents, text_counts
@@ -229,22 +227,23 @@ class _Stages:
         return candidates
 
     def verify(self, candidates: DataFrame, sigs: DataFrame, lsh_documents: DataFrame, documents: DataFrame,
-               text_column: str) -> tuple[DataFrame, Verification]:
-        """The scored candidates and the verified edges."""
+               text_column: str) -> Verification:
+        """The verified edges (the scored candidates' counts go to ``stats.json``)."""
         against = self.against
         with self.timer.stage("verify") as progress:
             progress.note(rows_in=self.checkpoint.rows.get("candidates"))
             # Every candidate is an LSH input document, so the checkpointed signatures serve as they
             # are: no second pass through the exact-copy join that selected those documents.
             scoring = sigs if against is None else against.signatures(lsh_documents, candidates)
-            scored = self.checkpoint(score_edges(candidates, scoring, self.cfg.minhash.num_perm), "scored")
+            scored = self.checkpoint(score_edges(candidates, scoring, self.cfg.minhash.num_perm), "scored",
+                                     scored_counts(self.cfg.lsh, self.cfg.minhash.num_perm))
             texts = documents if against is None else against.documents(documents, text_column, scored, self.matched)
             verification = verify_edges(scored, texts, text_column, self.cfg.lsh, self.cfg.minhash,
                                         self.cfg.broadcast_removed_ids, self.cfg.hub_degree,
                                         self.checkpoint)
             if against is not None:
                 against.check_texts(scored, self.checkpoint.rows.get("exact-scores"))
-        return scored, verification
+        return verification
 
     def components(self, edges: DataFrame) -> Components:
         with self.timer.stage("components") as progress:
@@ -284,15 +283,14 @@ class _Stages:
             for writer in self.writers:
                 writer.write(*tables, run)
 
-    def check(self, kept: DataFrame, duplicates: DataFrame, scored: DataFrame, verification: Verification,
-              n_documents: int) -> tuple[dict, ClusterSummary]:
+    def check(self, kept: DataFrame, duplicates: DataFrame, n_documents: int) -> tuple[dict, ClusterSummary]:
         """Accounting of the written output, then the counts of ``stats.json`` it does not yet have
         and the clusters' summary."""
         with self.timer.stage("check") as progress:
             written = self.spark.read.schema(kept.schema).parquet(self.out.path("data"))
             counts = check_accounting(written, duplicates, n_documents)
             clusters = cluster_summary(duplicates)
-            edges = verification_counts(scored, verification, self.cfg.lsh.threshold)
+            edges = verification_counts(self.checkpoint.counts["scored"], self.checkpoint.counts.get("exact-scores"))
             progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
                           near_duplicates=counts["near"])
         return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],
@@ -300,7 +298,7 @@ class _Stages:
                 **clusters.counts(self.cfg.giant_cluster_size), **edges}, clusters
 
 
-def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: Row, bands: int, rows: int,
+def _stats(cfg: DedupConfig, corpus: Corpus, n_rejected: int, text_counts: dict[str, int], bands: int, rows: int,
            cc_rounds: int, checked: dict) -> dict:
     """``stats.json`` less what comes after the stages (``stage_seconds``, ``resumed``)."""
     return {

@@ -160,54 +160,61 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
 
 @dataclass
 class Verification:
-    """The edges that count, the scored candidates that count on their estimate alone
-    (``accepted``, a condition on ``similarity``) and the exactly scored pairs behind the rest
-    (None unless exact): ``edges`` is ``scored`` where ``accepted``, plus the exactly scored
-    pairs that reach the threshold."""
+    """The edges that count and the exactly scored pairs behind some of them (None unless exact):
+    the scored candidates accepted on their estimate (:func:`accepted_on_estimate`), plus the
+    exactly scored pairs that reach the threshold."""
 
     edges: DataFrame  # VERIFIED_EDGES; similarity is the exact Jaccard where it was computed
-    accepted: Column
     exact: DataFrame | None
+
+
+def accepted_on_estimate(lsh: LshConfig, num_perm: int) -> Column:
+    """The scored candidates that are edges on their estimate alone, under ``lsh.verify``."""
+    similarity = F.col("similarity")
+    if lsh.verify is VerifyMode.OFF:
+        return F.lit(True)
+    if lsh.verify is VerifyMode.ESTIMATE:
+        return similarity >= F.lit(lsh.threshold)
+    return similarity >= F.lit(uncertain_range(lsh, num_perm)[1])
 
 
 def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh: LshConfig,
                  minhash: MinHashConfig, broadcast_limit: int, max_home_docs: int,
-                 checkpoint: Callable[[DataFrame, str], DataFrame]) -> Verification:
-    """Apply ``lsh.verify`` to the scored candidates (see the module docstring)."""
-    t = F.lit(lsh.threshold)
+                 checkpoint: Callable[..., DataFrame]) -> Verification:
+    """Apply ``lsh.verify`` to the scored candidates (see the module docstring); ``checkpoint(df,
+    name, counts)`` persists the exact scores, observing :func:`exact_counts` on them."""
     similarity = F.col("similarity")
-    exact = None
-    if lsh.verify is VerifyMode.OFF:
-        accepted = F.lit(True)
-    elif lsh.verify is VerifyMode.ESTIMATE:
-        accepted = similarity >= t
-    else:
-        low, high = uncertain_range(lsh, minhash.num_perm)
-        accepted = similarity >= high
-        uncertain = scored.filter((similarity > low) & (similarity < high))
-        exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit,
-                                        max_home_docs), "exact-scores")
-    edges = scored.filter(accepted)
-    if exact is not None:
-        edges = edges.unionByName(exact.filter(similarity >= t).select(*VERIFIED_EDGES.fieldNames()))
-    return Verification(edges, accepted, exact)
+    edges = scored.filter(accepted_on_estimate(lsh, minhash.num_perm))
+    if lsh.verify is not VerifyMode.EXACT:
+        return Verification(edges, None)
+    low, high = uncertain_range(lsh, minhash.num_perm)
+    uncertain = scored.filter((similarity > low) & (similarity < high))
+    exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit, max_home_docs),
+                       "exact-scores", exact_counts(lsh.threshold))
+    passed = exact.filter(similarity >= F.lit(lsh.threshold)).select(*VERIFIED_EDGES.fieldNames())
+    return Verification(edges.unionByName(passed), exact)
 
 
-def verification_counts(scored: DataFrame, verification: Verification, threshold: float) -> dict:
-    """The edge figures of ``stats.json``: candidates, those whose estimate reaches the threshold,
-    verified edges, and how exact Jaccard decided the uncertain pairs (None unless it ran),
-    with where it overruled the estimate. One aggregate over ``scored`` and one over the exact
-    scores: the verified edges are the accepted candidates plus the exact scores that pass."""
-    reaches = F.col("similarity") >= threshold  # the estimate; in ``verification.exact``, exact Jaccard
-    counts = scored.agg(F.count(F.lit(1)).alias("candidates"), F.count_if(reaches).alias("passed"),
-                        F.count_if(verification.accepted).alias("accepted")).first()
-    exact = None
-    if verification.exact is not None:
-        estimate_reaches = F.col("estimate") >= threshold
-        exact = verification.exact.agg(
-            F.count(F.lit(1)).alias("checked"), F.count_if(reaches).alias("passed"),
-            F.count_if(estimate_reaches & ~reaches).alias("estimate_passed_exact_failed"),
-            F.count_if(~estimate_reaches & reaches).alias("estimate_failed_exact_passed")).first().asDict()
-    verified = counts["accepted"] + (exact["passed"] if exact is not None else 0)
-    return {"candidate_edges": counts["candidates"], "verified_edges": verified,
-            "estimate_passed": counts["passed"], "exact_verification": exact}
+def scored_counts(lsh: LshConfig, num_perm: int) -> dict[str, Column]:
+    """What ``stats.json`` counts of the scored candidates: all, those whose estimate reaches the
+    threshold, and those accepted on it. Observed as they are checkpointed."""
+    return {"candidates": F.count(F.lit(1)), "passed": F.count_if(F.col("similarity") >= lsh.threshold),
+            "accepted": F.count_if(accepted_on_estimate(lsh, num_perm))}
+
+
+def exact_counts(threshold: float) -> dict[str, Column]:
+    """What ``stats.json`` counts of the exactly scored pairs: all, those passing on exact Jaccard,
+    and where exact Jaccard overruled the estimate. Observed as they are checkpointed."""
+    reaches, estimate_reaches = F.col("similarity") >= threshold, F.col("estimate") >= threshold
+    return {"checked": F.count(F.lit(1)), "passed": F.count_if(reaches),
+            "estimate_passed_exact_failed": F.count_if(estimate_reaches & ~reaches),
+            "estimate_failed_exact_passed": F.count_if(~estimate_reaches & reaches)}
+
+
+def verification_counts(scored: dict[str, int], exact: dict[str, int] | None) -> dict:
+    """The edge figures of ``stats.json`` from :func:`scored_counts` and :func:`exact_counts`
+    (None unless exact verification ran): the verified edges are the accepted candidates plus
+    the exact scores that pass."""
+    verified = scored["accepted"] + (exact["passed"] if exact is not None else 0)
+    return {"candidate_edges": scored["candidates"], "verified_edges": verified,
+            "estimate_passed": scored["passed"], "exact_verification": exact}

@@ -23,6 +23,7 @@ import pyspark
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 
 from benchmarks.synthetic_corpus import generate
 from pipelines.dedup.checkpoints import Checkpoints
@@ -124,6 +125,27 @@ def test_checkpoint_is_reused_only_when_intact(spark, tmp_path):
     os.remove(str(tmp_path / ".out.staging-fixed" / "_work" / "t" / "_COMMITTED"))
     _, uncommitted, got = rerun(df)  # the crash hit the write: files but no marker
     assert uncommitted.discarded == ["t"] and got == expected
+
+
+def test_checkpoint_counts_are_observed_on_the_write_and_kept_in_its_marker(spark, tmp_path):
+    """The counts a stage asks of a checkpoint come with it, written or reused; a marker without
+    them (an earlier release's) does not commit the checkpoint for a stage that needs them."""
+    df = spark.range(3000).selectExpr("id", "id % 7 AS x").repartition(3)
+    counts = {"sevens": F.count_if(F.col("x") == 0), "big": F.count_if(F.col("id") >= 2900)}
+    expected = {"sevens": 429, "big": 100}
+
+    def rerun(source, asked):
+        out = OutputDir(spark, str(tmp_path / "out"), False, run_key="fixed")
+        checkpoints = Checkpoints(spark, out)
+        checkpoints(source, "t", asked)
+        return checkpoints
+
+    assert rerun(df, counts).counts["t"] == expected
+    reused = rerun(df.filter("false"), counts)  # the (empty) new plan is never run
+    assert reused.reused == ["t"] and reused.counts["t"] == expected
+    more = {**counts, "odd": F.count_if(F.col("id") % 2 == 1)}
+    recomputed = rerun(df, more)
+    assert recomputed.reused == recomputed.discarded == [] and recomputed.counts["t"] == {**expected, "odd": 1500}
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
-from pipelines.dedup.verify import exact_scores, pair_homes, uncertain_range, verification_counts, verify_edges
+from pipelines.dedup.verify import (exact_scores, pair_homes, scored_counts, uncertain_range, verification_counts,
+                                    verify_edges)
 
 
 def components_by_union_find(src, dst):
@@ -110,13 +111,23 @@ def test_exact_scores_of_no_pairs_is_empty(spark, chains):
     assert got.num_rows == 0
 
 
+def aggregate(df, counts):
+    return df.agg(*[c.alias(key) for key, c in counts.items()]).first().asDict() if counts else {}
+
+
 @pytest.mark.parametrize("mode", list(VerifyMode))
 def test_verification_counts_agree_with_the_edges_and_scores_they_summarise(spark, chains, mode):
     documents, pairs, expected = chains
     lsh = LshConfig(threshold=0.5, verify=mode)
-    verification = verify_edges(pairs, documents, "content", lsh, MinHashConfig(), 10_000, 10_000,
-                                lambda df, name: df)
-    counts = verification_counts(pairs, verification, lsh.threshold)
+    counted = {}
+
+    def checkpoint(df, name, counts=None):  # keeps df as it is; evaluates the counts Checkpoints would observe
+        counted[name] = aggregate(df, counts or {})
+        return df
+
+    verification = verify_edges(pairs, documents, "content", lsh, MinHashConfig(), 10_000, 10_000, checkpoint)
+    counts = verification_counts(aggregate(pairs, scored_counts(lsh, MinHashConfig().num_perm)),
+                                 counted.get("exact-scores"))
     edges = {(a, b) for a, b in verification.edges.select("src", "dst").collect()}
     estimates = [e for _, e in expected.values()]
     assert counts["candidate_edges"] == len(expected)
