@@ -74,7 +74,7 @@ def start_spark(cfg: SparkConfig) -> None:
     A job's fixed cost starts with two waits in a row: the JVM's start (2-3 s to a session) and
     the import of the pipeline (about a second: NumPy, Numba, SciPy, Matplotlib). Started here,
     before the import, the two overlap, and the session's first Python worker starts loading the
-    kernels as soon as the session is up (:func:`warm_python_worker`). The job's own
+    kernels as soon as the session is up (:func:`warm_python_workers`). The job's own
     ``get_spark(cfg)`` waits for this session and returns it, or raises the error that stopped
     it, in the job's thread.
     """
@@ -84,7 +84,7 @@ def start_spark(cfg: SparkConfig) -> None:
     def start() -> None:
         try:
             spark = _new_spark(cfg)
-            warm_python_worker(spark)
+            warm_python_workers(spark)
             future.set_result(spark)
         except BaseException as err:  # raised by the get_spark that takes it
             future.set_exception(err)
@@ -142,43 +142,73 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
     return spark
 
 
-# The last warm-up started: its session's context and the event set when it is over.
-_warm_up: tuple[object, threading.Event] | None = None
+# The warm-ups started in a session: its context and the event each sets when it is over.
+_warm_ups: tuple[object, list[threading.Event]] | None = None
 
 
-def warm_python_worker(spark: SparkSession) -> threading.Event:
-    """Start a one-task Spark job whose Python worker loads the kernels (:func:`udfs.warm.load_kernels`),
-    in a background thread, unless one is still running in this session; the event returned is set
-    when it is over: wait for it before the first job that runs Python.
+def warms_python_workers(spark: SparkSession) -> bool:
+    """Whether :func:`warm_python_workers` warms anything in this session: local masters with
+    worker reuse only (a cluster's executors start their workers once each, beside much work)."""
+    return (spark.sparkContext.master.startswith("local")
+            and spark.conf.get("spark.python.worker.reuse", "true") != "false")
+
+
+def warm_python_workers(spark: SparkSession, workers: int = 1) -> threading.Event:
+    """Have ``workers`` Python workers load the kernels (:func:`udfs.warm.load_kernels`), each by a
+    one-task Spark job started in a background thread; the event returned is set when they are
+    over: wait for it before the first job that runs Python. Warm-ups still running count, so a
+    second call asks only for more.
 
     A Python worker is started by the first task that needs one and then reused by later tasks
     (``spark.python.worker.reuse``). Its start is on the critical path of that first task: about a
     second of imports and kernel loading, which on a small input is most of the signature stage.
-    Started here, it overlaps the reading of the corpus, which runs in the JVM alone. Only local
-    masters are warmed (a cluster's executors start their workers once each, beside much work).
+    Started with the session, one overlaps the reading of the corpus, which runs in the JVM alone;
+    a task runs in an idle worker if there is one, so the warm-ups that run at once start one each.
     A failed warm-up is ignored: the stage that needs the worker meets the same failure and reports it.
     """
-    global _warm_up
+    global _warm_ups
     context = spark.sparkContext
-    if _warm_up is not None and _warm_up[0] is context and not _warm_up[1].is_set():
-        return _warm_up[1]
+    if _warm_ups is None or _warm_ups[0] is not context:
+        _warm_ups = (context, [])
+    running = [event for event in _warm_ups[1] if not event.is_set()]
+    if not warms_python_workers(spark):
+        workers = 0
+    for _ in range(workers - len(running)):
+        running.append(_start_warm_up(spark))
+    _warm_ups = (context, running)
+    return _all_set(running)
+
+
+def _start_warm_up(spark: SparkSession) -> threading.Event:
     done = threading.Event()
-    _warm_up = (context, done)
 
     def warm() -> None:
-        context.setJobGroup("corpus-prep.dedup.warm-up", "corpus-prep dedup warm-up: a Python worker, kernels loaded")
+        spark.sparkContext.setJobGroup("corpus-prep.dedup.warm-up",
+                                       "corpus-prep dedup warm-up: a Python worker, kernels loaded")
         try:
             spark.range(1, numPartitions=1).mapInArrow(_load_kernels, "id long").collect()
-        except Exception:  # noqa: BLE001 - see the docstring
+        except Exception:  # noqa: BLE001 - see warm_python_workers
             pass
         finally:
             done.set()
 
-    if context.master.startswith("local") and spark.conf.get("spark.python.worker.reuse", "true") != "false":
-        threading.Thread(target=warm, name="python-worker-warm-up", daemon=True).start()
-    else:
-        done.set()
+    threading.Thread(target=warm, name="python-worker-warm-up", daemon=True).start()
     return done
+
+
+def _all_set(events: list[threading.Event]) -> threading.Event:
+    """An event set once every one of ``events`` is."""
+    if len(events) == 1:
+        return events[0]
+    joined = threading.Event()
+
+    def join() -> None:
+        for event in events:
+            event.wait()
+        joined.set()
+
+    threading.Thread(target=join, name="python-worker-warm-ups", daemon=True).start()
+    return joined
 
 
 def _load_kernels(batches):

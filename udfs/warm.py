@@ -6,7 +6,7 @@ for these kernels, after as long again of imports). :func:`load_kernels` makes t
 types the jobs pass: inputs go through an Arrow IPC round trip, as Spark hands batches to its
 Python workers (read-only buffers, a type of their own to Numba). ``scripts/warm_start.py``
 calls it to fill the cache once per environment; a job calls it in its first Python worker
-while the JVM reads the corpus (``pipelines.spark_session.warm_python_worker``).
+while the JVM reads the corpus (``pipelines.spark_session.warm_python_workers``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import FittedSettings, get_spark, warm_python_worker
+from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers, warms_python_workers
 from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
@@ -50,6 +50,10 @@ log = logging.getLogger("corpus_prep.dedup")
 # for a corpus with more pairs near the threshold. Shuffle partitions are sized from the document
 # count once the signature stage knows it; adaptive execution coalesces smaller shuffles' partitions.
 SHUFFLE_BYTES_PER_DOCUMENT = 8192
+# From this many bytes of input files the signature scan is a task per core, each in a Python worker
+# of its own; all of them are warmed, once the read stage's jobs no longer need the cores (a cold
+# worker holds its task back by its start: about 1.5 s of imports and kernel loading).
+WARM_EVERY_WORKER_BYTES = 64 * 2**20
 
 
 class AccountingError(RuntimeError):
@@ -93,7 +97,7 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     bands_rows = choose_bands_rows(cfg)
     indexed = read_indexes(cfg, *bands_rows)  # --against: manifests and settings, before Spark too
     spark = spark or get_spark(cfg.spark)
-    python_ready = warm_python_worker(spark)  # while the JVM alone lists and reads the corpus
+    python_ready = warm_python_workers(spark)  # while the JVM alone lists and reads the corpus
     timer = StageTimer("dedup", spark)
     fs = HadoopFs(spark)
     earlier = earlier_runs(indexed, fs, cfg.output)
@@ -184,7 +188,9 @@ class _Stages:
                    rows: int) -> tuple[DataFrame, DataFrame, dict[str, int]]:
         """The ``SIGNATURES`` table, the documents under their final ids, and the text counts."""
         with self.timer.stage("signatures") as progress:
-            self.python_ready.wait()  # the scan's task then finds the warmed worker idle
+            if self._input_bytes() >= WARM_EVERY_WORKER_BYTES:
+                self.python_ready = warm_python_workers(self.spark, self.spark.sparkContext.defaultParallelism)
+            self.python_ready.wait()  # the scan's tasks then find warmed workers idle
             carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
             length, shingles = F.col("normalized_length"), F.col("n_shingles")
             sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
@@ -198,6 +204,12 @@ class _Stages:
             self.fitted.fit_shuffle(text_counts["documents"] * SHUFFLE_BYTES_PER_DOCUMENT)
             progress.note(rows_out=text_counts["documents"], empty=text_counts["empty"])
         return sigs, documents, text_counts
+
+    def _input_bytes(self) -> int:
+        """The size of the input's files, where warm-ups are run (0 elsewhere: no listing)."""
+        if not warms_python_workers(self.spark):
+            return 0
+        return sum(entry.size for entry in HadoopFs(self.spark).files(self.cfg.input.path))
 
     def exact(self, sigs: DataFrame, ranks: DataFrame | None, n_documents: int) -> tuple[DataFrame, DataFrame]:
         """The exact groups ``(doc_id, rep)`` and the documents LSH compares."""

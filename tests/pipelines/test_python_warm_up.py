@@ -1,8 +1,8 @@
-"""The Python worker warm-up (``pipelines.spark_session.warm_python_worker``): the next Python task
-of the session runs in a worker that has the kernels loaded.
+"""The Python worker warm-up (``pipelines.spark_session.warm_python_workers``): the next Python tasks
+of the session run in workers that have the kernels loaded.
 
-It runs in a session of its own (a subprocess), whose worker nothing else has used: in the
-shared test session every worker has long loaded them.
+Each case runs in a session of its own (a subprocess), whose workers nothing else has used: in
+the shared test session every worker has long loaded them.
 """
 
 from __future__ import annotations
@@ -15,32 +15,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = """
+PROBE = """
 import json
 from pipelines.config import SparkConfig
-from pipelines.spark_session import _new_spark, warm_python_worker
+from pipelines.spark_session import _new_spark, warm_python_workers
 
 def probe(batches):
-    import sys
+    import os, sys, time
     import pyarrow as pa
     for _ in batches:
         pass
+    time.sleep(0.5)  # the tasks of one probe overlap, so each holds a worker of its own
     minhash = sys.modules.get("udfs.minhash")
     loaded = minhash is not None and len(minhash._signature_kernel.overloads) > 0
-    yield pa.RecordBatch.from_arrays([pa.array([loaded])], names=["loaded"])
+    yield pa.RecordBatch.from_arrays([pa.array([loaded]), pa.array([os.getpid()])], names=["loaded", "pid"])
 
-def kernels_loaded():
-    return spark.range(1, numPartitions=1).mapInArrow(probe, "loaded boolean").first()["loaded"]
-
-spark = _new_spark(SparkConfig(master="local[1]", ui=False, log_level="ERROR"))
-before = kernels_loaded()  # starts the session's one worker, without the kernels
-warm_python_worker(spark).wait()
-print(json.dumps({"before": before, "after": kernels_loaded()}))
+def kernels_loaded(tasks):
+    rows = spark.range(tasks, numPartitions=tasks).mapInArrow(probe, "loaded boolean, pid long").collect()
+    return {"loaded": sorted(r["loaded"] for r in rows), "workers": len({r["pid"] for r in rows})}
 """
 
 
-def test_the_next_python_task_finds_the_kernels_loaded():
-    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+def run_probe(script: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", PROBE + script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"before": False, "after": True}
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_next_python_task_finds_the_kernels_loaded():
+    got = run_probe("""
+spark = _new_spark(SparkConfig(master="local[1]", ui=False, log_level="ERROR"))
+before = kernels_loaded(1)  # starts the session's one worker, without the kernels
+warm_python_workers(spark).wait()
+print(json.dumps({"before": before, "after": kernels_loaded(1)}))
+""")
+    assert got == {"before": {"loaded": [False], "workers": 1}, "after": {"loaded": [True], "workers": 1}}
+
+
+def test_a_second_task_at_once_starts_a_cold_worker():
+    """What the next test guards against: with one worker warmed, a two-task job's second task
+    runs in a new worker that has not loaded the kernels."""
+    got = run_probe("""
+spark = _new_spark(SparkConfig(master="local[2]", ui=False, log_level="ERROR"))
+warm_python_workers(spark).wait()
+print(json.dumps(kernels_loaded(2)))
+""")
+    assert got == {"loaded": [False, True], "workers": 2}
+
+
+def test_asking_for_more_workers_while_one_warms_warms_each_of_them():
+    got = run_probe("""
+spark = _new_spark(SparkConfig(master="local[2]", ui=False, log_level="ERROR"))
+warm_python_workers(spark)  # in flight: its worker is busy
+warm_python_workers(spark, 2).wait()  # one more warm-up, which starts a worker of its own
+print(json.dumps(kernels_loaded(2)))
+""")
+    assert got == {"loaded": [True, True], "workers": 2}
