@@ -193,9 +193,9 @@ class _Stages:
             self.python_ready.wait()  # the scan's tasks then find warmed workers idle
             carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
             length, shingles = F.col("normalized_length"), F.col("n_shingles")
+            counts = {"empty": F.count_if(length == 0), "no_shingles": F.count_if((length > 0) & (shingles == 0))}
             sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
-                                                  carry), "signatures",
-                                   {"empty": F.count_if(length == 0), "no_shingles": F.count_if((length > 0) & (shingles == 0))})
+                                                  carry), "signatures", counts)
             if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
                 repeated = self.checkpoint(repeated_hashes(sigs), "repeated-rows")
                 sigs, documents = number_copies(repeated, sigs, documents)
