@@ -121,14 +121,18 @@ def local_labels(edges: DataFrame) -> DataFrame:
 
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],
                          max_rounds: int, hub_degree: int = DedupConfig.hub_degree,
-                         local_edges: int = LOCAL_EDGES) -> Components:
+                         local_edges: int = LOCAL_EDGES, edges_at_most: int | None = None) -> Components:
     """Label every node of ``edges`` with its component's smallest id.
 
     ``checkpoint(df, name)`` must persist ``df`` durably and return it read back. ``rounds`` counts
     the large-star/small-star rounds run: 0 when the input is already a forest of stars or has at
-    most ``local_edges`` edges (labelled in one task).
+    most ``local_edges`` edges (labelled in one task). ``edges_at_most``, a bound known beforehand
+    (the run's verified edges), spares a graph within ``local_edges`` the query of its shape.
     """
     current = checkpoint(canonical(edges), "cc-input")
+    if edges_at_most is not None and edges_at_most <= local_edges:
+        log.info("dedup components round 0: %s edges at most, labelled in one task", f"{edges_at_most:,}")
+        return Components(local_labels(current), 0)
     shape = star_shape(current)
     _log_round(0, shape)
     if not shape.converged and shape.edges <= local_edges:

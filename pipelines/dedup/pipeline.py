@@ -259,8 +259,9 @@ class _Stages:
 
     def components(self, edges: DataFrame) -> Components:
         with self.timer.stage("components") as progress:
+            verified = self._edge_counts()["verified_edges"]
             components = connected_components(edges.select("src", "dst"), self.checkpoint, self.cfg.max_cc_rounds,
-                                              self.cfg.hub_degree)
+                                              self.cfg.hub_degree, edges_at_most=verified)
             progress.note(rows_in=self.checkpoint.rows.get("cc-input"), rounds=components.rounds)
         return components
 
@@ -295,6 +296,10 @@ class _Stages:
             for writer in self.writers:
                 writer.write(*tables, run)
 
+    def _edge_counts(self) -> dict:
+        """The edge figures of ``stats.json``, from the counts observed on the verify stage's checkpoints."""
+        return verification_counts(self.checkpoint.counts["scored"], self.checkpoint.counts.get("exact-scores"))
+
     def check(self, kept: DataFrame, duplicates: DataFrame, n_documents: int) -> tuple[dict, ClusterSummary]:
         """Accounting of the written output, then the counts of ``stats.json`` it does not yet have
         and the clusters' summary."""
@@ -302,7 +307,7 @@ class _Stages:
             written = self.spark.read.schema(kept.schema).parquet(self.out.path("data"))
             counts = check_accounting(written, duplicates, n_documents)
             clusters = cluster_summary(duplicates)
-            edges = verification_counts(self.checkpoint.counts["scored"], self.checkpoint.counts.get("exact-scores"))
+            edges = self._edge_counts()
             progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
                           near_duplicates=counts["near"])
         return {"exact_duplicates": counts["exact"], "near_duplicates": counts["near"], "kept": counts["kept"],

@@ -2,6 +2,7 @@
 the large-star/small-star rounds, and the one-task labelling of small graphs."""
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def union_find_labels(edges: np.ndarray) -> dict[int, int]:
     return {node: find(node) for node in list(parent)}
 
 
-def run_spark(spark, tmp_path, edges: np.ndarray, local_edges: int = 0):
+def run_spark(spark, tmp_path, edges: np.ndarray, local_edges: int = 0, edges_at_most: int | None = None):
     frame = spark.createDataFrame([(int(s), int(d)) for s, d in edges], "src long, dst long")
 
     def checkpoint(df, name):
@@ -49,7 +50,8 @@ def run_spark(spark, tmp_path, edges: np.ndarray, local_edges: int = 0):
         df.write.parquet(path)
         return spark.read.parquet(path)
 
-    result = connected_components(frame, checkpoint, max_rounds=100, local_edges=local_edges)
+    result = connected_components(frame, checkpoint, max_rounds=100, local_edges=local_edges,
+                                  edges_at_most=edges_at_most)
     labels = {r["doc_id"]: r["root"] for r in result.labels.collect()}
     return labels, result.rounds
 
@@ -80,6 +82,23 @@ def test_small_graphs_labelled_in_one_task_equal_union_find(spark, tmp_path, nam
     labels, rounds = run_spark(spark, tmp_path, edges, local_edges=len(edges))
     assert labels == union_find_labels(edges[edges[:, 0] != edges[:, 1]])
     assert rounds == 0
+
+
+@pytest.mark.parametrize("name", ["star", "many_small", "self_loops_and_duplicates"])
+def test_a_known_bound_within_the_limit_labels_in_one_task_without_a_shape_query(spark, tmp_path, caplog, name):
+    """The run's verified edge count bounds the graph: within the one-task limit, no shape query."""
+    caplog.set_level(logging.INFO, logger="corpus_prep")
+    edges = graphs()[name]
+    labels, rounds = run_spark(spark, tmp_path, edges, local_edges=len(edges), edges_at_most=len(edges))
+    assert labels == union_find_labels(edges[edges[:, 0] != edges[:, 1]]) and rounds == 0
+    lines = [r.getMessage() for r in caplog.records if "dedup components round" in r.getMessage()]
+    assert lines == [f"dedup components round 0: {len(edges):,} edges at most, labelled in one task"]
+
+
+def test_a_known_bound_beyond_the_limit_goes_through_rounds(spark, tmp_path):
+    chain = graphs()["chain"]
+    labels, rounds = run_spark(spark, tmp_path, chain, local_edges=len(chain) - 1, edges_at_most=len(chain))
+    assert rounds >= 3 and labels == union_find_labels(chain)
 
 
 def test_graphs_beyond_the_one_task_limit_go_through_rounds(spark, tmp_path):
