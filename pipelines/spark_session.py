@@ -146,13 +146,6 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
 _warm_ups: tuple[object, list[threading.Event]] | None = None
 
 
-def warms_python_workers(spark: SparkSession) -> bool:
-    """Whether :func:`warm_python_workers` warms anything in this session: local masters with
-    worker reuse only (a cluster's executors start their workers once each, beside much work)."""
-    return (spark.sparkContext.master.startswith("local")
-            and spark.conf.get("spark.python.worker.reuse", "true") != "false")
-
-
 def warm_python_workers(spark: SparkSession, workers: int = 1) -> threading.Event:
     """Have ``workers`` Python workers load the kernels (:func:`udfs.warm.load_kernels`), each by a
     one-task Spark job started in a background thread; the event returned is set when they are
@@ -164,14 +157,16 @@ def warm_python_workers(spark: SparkSession, workers: int = 1) -> threading.Even
     second of imports and kernel loading, which on a small input is most of the signature stage.
     Started with the session, one overlaps the reading of the corpus, which runs in the JVM alone;
     a task runs in an idle worker if there is one, so the warm-ups that run at once start one each.
-    A failed warm-up is ignored: the stage that needs the worker meets the same failure and reports it.
+    Only local masters with worker reuse are warmed (a cluster's executors start their workers
+    once each, beside much work). A failed warm-up is ignored: the stage that needs the worker
+    meets the same failure and reports it.
     """
     global _warm_ups
     context = spark.sparkContext
     if _warm_ups is None or _warm_ups[0] is not context:
         _warm_ups = (context, [])
     running = [event for event in _warm_ups[1] if not event.is_set()]
-    if not warms_python_workers(spark):
+    if not context.master.startswith("local") or spark.conf.get("spark.python.worker.reuse", "true") == "false":
         workers = 0
     for _ in range(workers - len(running)):
         running.append(_start_warm_up(spark))

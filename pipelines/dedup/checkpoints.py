@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.config import DedupConfig, result_settings
-from pipelines.io.hadoop import HadoopFs
+from pipelines.io.hadoop import FileEntry, HadoopFs
 from pipelines.io.publish import OutputDir
 
 log = logging.getLogger("corpus_prep.checkpoints")
@@ -39,13 +39,16 @@ MARKER = "_COMMITTED"
 FORMAT_VERSION = 4
 
 
-def run_key(fs: HadoopFs, cfg: DedupConfig, indexed_runs: Sequence[str] = ()) -> str:
+def run_key(fs: HadoopFs, cfg: DedupConfig, indexed_runs: Sequence[str] = (),
+            files: Sequence[FileEntry] | None = None) -> str:
     """Fingerprint of a dedup run: its input's data files (path, size, modification time, as
-    ``HadoopFs.files`` lists them), the settings that decide the result and, under ``--against``,
-    the ids of the indexed runs it is matched against. It names the run's staging directory, and
-    ``jobs/prepare.py`` records it to know when its dedup stage may be skipped."""
-    files = [(f.path, f.size, f.modified) for f in fs.files(cfg.input.path)]
-    value = {"format": FORMAT_VERSION, "files": files, "settings": result_settings(cfg)}
+    ``HadoopFs.files`` lists them; ``files`` if the caller has listed them already), the settings
+    that decide the result and, under ``--against``, the ids of the indexed runs it is matched
+    against. It names the run's staging directory, and ``jobs/prepare.py`` records it to know
+    when its dedup stage may be skipped."""
+    listed = fs.files(cfg.input.path) if files is None else files
+    value = {"format": FORMAT_VERSION, "files": [(f.path, f.size, f.modified) for f in listed],
+             "settings": result_settings(cfg)}
     if indexed_runs:
         value["indexed_runs"] = list(indexed_runs)
     payload = json.dumps(value, sort_keys=True, default=str)

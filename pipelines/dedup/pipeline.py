@@ -36,7 +36,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers, warms_python_workers
+from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers
 from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
@@ -101,15 +101,16 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     timer = StageTimer("dedup", spark)
     fs = HadoopFs(spark)
     earlier = earlier_runs(indexed, fs, cfg.output)
-    key = run_key(fs, cfg, [run.id for run in earlier])
+    files = fs.files(cfg.input.path)
+    key = run_key(fs, cfg, [run.id for run in earlier], files)
     out = OutputDir(spark, cfg.output, cfg.overwrite, run_key=key)
     checkpoint = Checkpoints(spark, out)
     against = Against(spark, earlier, cfg) if earlier else None
     writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     fitted = FittedSettings(spark)
     try:
-        stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, python_ready, against,
-                                         writers).run()
+        stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, python_ready,
+                                         sum(f.size for f in files), against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}
@@ -141,11 +142,12 @@ class _Stages:
     """
 
     def __init__(self, spark: SparkSession, cfg: DedupConfig, out: OutputDir, checkpoint: Checkpoints,
-                 timer: StageTimer, fitted: FittedSettings, python_ready: threading.Event,
+                 timer: StageTimer, fitted: FittedSettings, python_ready: threading.Event, input_bytes: int,
                  against: Against | None = None, writers: list[IndexWriter] | None = None) -> None:
         self.spark, self.cfg, self.out, self.checkpoint, self.timer = spark, cfg, out, checkpoint, timer
         self.fitted = fitted  # session settings sized to this input (restored when the run ends)
         self.python_ready = python_ready  # set once a Python worker has loaded the kernels
+        self.input_bytes = input_bytes  # the size of the input's files, as the run key listed them
         self.against, self.writers = against, writers or []
         self.matched: DataFrame | None = None  # --against: documents with an exact copy in an index
 
@@ -188,7 +190,7 @@ class _Stages:
                    rows: int) -> tuple[DataFrame, DataFrame, dict[str, int]]:
         """The ``SIGNATURES`` table, the documents under their final ids, and the text counts."""
         with self.timer.stage("signatures") as progress:
-            if self._input_bytes() >= WARM_EVERY_WORKER_BYTES:
+            if self.input_bytes >= WARM_EVERY_WORKER_BYTES:
                 self.python_ready = warm_python_workers(self.spark, self.spark.sparkContext.defaultParallelism)
             self.python_ready.wait()  # the scan's tasks then find warmed workers idle
             carry = (TIEBREAK,) if TIEBREAK in documents.columns else ()
@@ -204,12 +206,6 @@ class _Stages:
             self.fitted.fit_shuffle(text_counts["documents"] * SHUFFLE_BYTES_PER_DOCUMENT)
             progress.note(rows_out=text_counts["documents"], empty=text_counts["empty"])
         return sigs, documents, text_counts
-
-    def _input_bytes(self) -> int:
-        """The size of the input's files, where warm-ups are run (0 elsewhere: no listing)."""
-        if not warms_python_workers(self.spark):
-            return 0
-        return sum(entry.size for entry in HadoopFs(self.spark).files(self.cfg.input.path))
 
     def exact(self, sigs: DataFrame, ranks: DataFrame | None, n_documents: int) -> tuple[DataFrame, DataFrame]:
         """The exact groups ``(doc_id, rep)`` and the documents LSH compares."""
