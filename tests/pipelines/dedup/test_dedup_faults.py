@@ -148,6 +148,19 @@ def test_checkpoint_counts_are_observed_on_the_write_and_kept_in_its_marker(spar
     assert recomputed.reused == recomputed.discarded == [] and recomputed.counts["t"] == {**expected, "odd": 1500}
 
 
+def test_checkpoints_are_written_without_dictionary_pages(spark, tmp_path):
+    """Checkpoint columns are ids, hashes and signatures, nearly all distinct: the writer is told
+    not to build a dictionary per page only to drop it. A table of repeated values, which Parquet
+    would otherwise dictionary-encode, shows that the option reaches the writer."""
+    df = spark.range(3000).selectExpr("id % 3 AS id", "repeat('x', 100) AS text").repartition(2)
+    Checkpoints(spark, OutputDir(spark, str(tmp_path / "out"), False, run_key="fixed"))(df, "t")
+    parts = glob.glob(str(tmp_path / ".out.staging-fixed" / "_work" / "t" / "part-*.parquet"))
+    encodings = {encoding for part in parts for group in range(pq.ParquetFile(part).metadata.num_row_groups)
+                 for column in range(2)
+                 for encoding in pq.ParquetFile(part).metadata.row_group(group).column(column).encodings}
+    assert parts and encodings and not encodings & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}, encodings
+
+
 @pytest.mark.slow
 def test_driver_crash_publishes_nothing_and_rerun_resumes_to_identical_output(corpus, reference, tmp_path):
     out, log = tmp_path / "out", tmp_path / "job.log"
