@@ -51,6 +51,14 @@ READER_BATCH_ROWS = 4096  # Spark's default
 # about a hundred documents of a real code corpus (44 KB rows at most, 13 KB on average).
 READER_BATCH_BYTES = 4 * 2**20
 STATISTICS = "parquet.column.statistics.enabled"
+WHOLE_STAGE_CODEGEN = "spark.sql.codegen.wholeStage"
+# Below this many bytes of input files a job's plans are evaluated without generated code. Spark
+# compiles every stage of every query to Java (Janino, tens of milliseconds each, more in a JVM
+# whose JIT is still cold); a job of a few dozen queries over a small input spends more compiling
+# than running. Measured on the dedup job (BENCHMARKS.md): 0.66 s less on the bundled sample (four
+# pairs), 0.5 s less on the 49 MB file of the 0.25 GB slice, no difference beyond the noise on the
+# 197 MB file of the 1 GB slice, where the row-at-a-time work starts to count.
+GENERATED_CODE_FROM_BYTES = 64 * 2**20
 
 
 # A class-data-sharing archive of the classes the dedup job loads, written into the environment
@@ -272,6 +280,12 @@ class FittedSettings:
         self.fit(f"{STATISTICS}#{text_column}", "false")
         rows = READER_BATCH_ROWS if not row_bytes else min(READER_BATCH_ROWS, max(1, READER_BATCH_BYTES // row_bytes))
         return int(self.fit(READER_BATCH, rows))
+
+    def fit_code_generation(self, input_bytes: int) -> None:
+        """Whole-stage code generation for a job over ``input_bytes`` of files: off below
+        ``GENERATED_CODE_FROM_BYTES``."""
+        if input_bytes < GENERATED_CODE_FROM_BYTES:
+            self.fit(WHOLE_STAGE_CODEGEN, "false")
 
     def restore(self) -> None:
         for key, value in self._found.items():

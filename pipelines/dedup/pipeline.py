@@ -109,8 +109,10 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     writers = index_writers(spark, cfg, key, index_settings(cfg, *bands_rows), earlier)
     fitted = FittedSettings(spark)
     try:
+        input_bytes = sum(f.size for f in files)
+        fitted.fit_code_generation(input_bytes)
         stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, python_ready,
-                                         sum(f.size for f in files), against, writers).run()
+                                         input_bytes, against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
         stats["resumed"] = {"from_earlier_run": out.resumed, "checkpoints_reused": checkpoint.reused,
                             "checkpoints_discarded": checkpoint.discarded}

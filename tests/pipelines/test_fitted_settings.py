@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.io.readers import parquet_row_bytes
-from pipelines.spark_session import (READER_BATCH, READER_BATCH_BYTES, SHUFFLE_PARTITIONS, STATISTICS,
-                                     TARGET_PARTITION_BYTES, FittedSettings)
+from pipelines.spark_session import (GENERATED_CODE_FROM_BYTES, READER_BATCH, READER_BATCH_BYTES, SHUFFLE_PARTITIONS,
+                                     STATISTICS, TARGET_PARTITION_BYTES, WHOLE_STAGE_CODEGEN, FittedSettings)
 from tests.pipelines.dedup.dedup_helpers import dedup, read_rows
 
 SAMPLE = "samples/hf_public_repos_sample.parquet"
@@ -29,6 +29,30 @@ def test_a_value_the_user_set_is_kept_and_the_session_is_left_as_found(spark):
     assert spark.conf.get(READER_BATCH, None) is None
     assert spark.conf.get(f"{STATISTICS}#content", None) is None
     assert spark.conf.get(SHUFFLE_PARTITIONS) == "4"
+
+
+def test_small_inputs_are_evaluated_without_generated_code_unless_the_user_asked_for_it(spark):
+    def compiled():
+        plan = spark.range(10).selectExpr("id * 2 AS x").filter("x > 4")._jdf.queryExecution().executedPlan()
+        return "*(" in plan.toString()  # a stage of generated code
+
+    assert spark.conf.get(WHOLE_STAGE_CODEGEN, None) is None
+    fitted = FittedSettings(spark)
+    fitted.fit_code_generation(GENERATED_CODE_FROM_BYTES)  # large enough: Spark's default stays
+    assert spark.conf.get(WHOLE_STAGE_CODEGEN, None) is None and compiled()
+    fitted.fit_code_generation(GENERATED_CODE_FROM_BYTES - 1)
+    assert spark.conf.get(WHOLE_STAGE_CODEGEN) == "false" and not compiled()
+    fitted.restore()
+    assert spark.conf.get(WHOLE_STAGE_CODEGEN, None) is None
+    spark.conf.set(WHOLE_STAGE_CODEGEN, "true")
+    try:
+        fitted = FittedSettings(spark)
+        fitted.fit_code_generation(0)
+        assert spark.conf.get(WHOLE_STAGE_CODEGEN) == "true"
+        fitted.restore()
+        assert spark.conf.get(WHOLE_STAGE_CODEGEN) == "true"
+    finally:
+        spark.conf.unset(WHOLE_STAGE_CODEGEN)
 
 
 def test_without_a_user_value_partitions_follow_the_bytes(spark):
