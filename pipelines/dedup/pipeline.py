@@ -110,7 +110,8 @@ def run_dedup(cfg: DedupConfig, spark: SparkSession | None = None) -> DedupResul
     fitted = FittedSettings(spark)
     try:
         input_bytes = sum(f.size for f in files)
-        fitted.fit_code_generation(input_bytes)
+        if not earlier:  # matched against indexes, a small input still meets their band blocks and texts
+            fitted.fit_code_generation(input_bytes)
         stats, sigs, clusters = _Stages(spark, cfg, out, checkpoint, timer, fitted, python_ready,
                                          input_bytes, against, writers).run()
         stats["stage_seconds"] = dict(timer.seconds)  # as stats.json records them (report and publish come after)
