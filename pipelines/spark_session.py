@@ -228,8 +228,9 @@ class FittedSettings:
 
     Spark's defaults suit neither a 100-document sample nor a terabyte: 200 shuffle partitions
     (each one a map-side file per map task; a repartition to a fixed count, which adaptive
-    execution does not coalesce, runs 200 tasks) and 4,096 rows per Parquet reader batch
-    (4,096 source files of a few megabytes are gigabytes in one contiguous buffer). A value
+    execution does not coalesce, runs 200 tasks), 4,096 rows per Parquet reader batch
+    (4,096 source files of a few megabytes are gigabytes in one contiguous buffer) and code
+    generated and compiled for every query stage (more work than a small input's rows). A value
     the user set (``--shuffle-partitions``, ``--conf`` at submission, ``spark.conf.set``) is
     always kept; :meth:`restore` leaves the session as it was found, so a later job in the
     same session fits its own.
