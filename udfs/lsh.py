@@ -107,7 +107,7 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
     empty = np.zeros(0, np.int64)
     if len(ids) == 0:
         return empty, empty
-    order = np.lexsort((avalanche64(keys.view(np.uint64) ^ ids.view(np.uint64)), keys))
+    order = np.lexsort((member_order_keys(keys, ids), keys))
     key, member = keys[order], ids[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     sizes = np.diff(np.append(starts, len(key)))
@@ -130,6 +130,24 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
     distinct = np.ones(len(src), dtype=np.bool_)
     distinct[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1])
     return src[distinct], dst[distinct]
+
+
+def member_order_keys(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``avalanche64(key ^ id)`` per row: the order of a large bucket's members, drawn per bucket.
+
+    A compiled loop cached beside its source, not the scalar finaliser applied to whole arrays
+    from Python: Numba would compile that array form afresh in every worker process (0.7 s on
+    the critical path of the LSH stage).
+    """
+    return _member_order_keys(keys.view(np.uint64), ids.view(np.uint64))
+
+
+@njit(cache=True)
+def _member_order_keys(keys, ids):
+    out = np.empty(keys.shape[0], dtype=np.uint64)
+    for i in range(keys.shape[0]):
+        out[i] = avalanche64(keys[i] ^ ids[i])
+    return out
 
 
 def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.ndarray, indexed_ids: np.ndarray,

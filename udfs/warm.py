@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from udfs.arrow_buffers import binary_from_rows, rows_from_binary
-from udfs.lsh import band_keys, signature_agreement
+from udfs.lsh import band_keys, bucket_pairs, signature_agreement
 from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, shingle_sets
 
 
@@ -36,7 +36,8 @@ def load_kernels(num_perm: int = 8, ngram: int = 5) -> None:
         (batch,) = as_from_spark(pa.array(texts, pa.string()))
         for char_ngrams in (False, True):
             signatures = compute_signatures(batch, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b).signatures
-            band_keys(signatures, 2, 3)
+            keys = band_keys(signatures, 2, 3)
+            bucket_pairs(keys.ravel(), np.repeat(np.arange(len(keys), dtype=np.int64), 2), 2, 1)
             left, right = as_from_spark(binary_from_rows(signatures), binary_from_rows(signatures))
             signature_agreement(rows_from_binary(left, signatures.dtype, num_perm),
                                 rows_from_binary(right, signatures.dtype, num_perm))

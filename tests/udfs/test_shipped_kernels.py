@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,33 @@ def test_a_wrapped_kernel_pickles_as_a_name():
 
     assert len(cloudpickle.dumps(band_keys)) < 100
     assert b"numba" in cloudpickle.dumps(_band_keys)  # the reason for the wrapper
+
+
+# A new process that warms the kernels and then runs what the LSH stage runs: it may load
+# machine code from the cache beside the sources, never compile.
+_WORKER_CALLS = """
+import numpy as np
+from numba.core import event
+from udfs.lsh import bucket_pairs, bucket_pairs_against
+from udfs.warm import load_kernels
+
+with event.install_recorder("numba:compile") as compiled:
+    load_kernels()
+    rng = np.random.default_rng(0)
+    keys, ids = rng.integers(-2**63, 2**63 - 1, 64, dtype=np.int64) % 8, np.arange(64, dtype=np.int64)
+    bucket_pairs(keys, ids, 4, 2)
+    bucket_pairs_against(keys[:32], ids[:32], keys[32:], ids[32:], 4, 2)
+print(len(compiled.buffer))
+"""
+
+
+def test_a_new_worker_process_compiles_no_kernel_once_the_cache_is_filled():
+    """Each kernel is cached on disk, and the warm-up calls it with the types the stages pass:
+    a function applied to whole arrays from Python (not a cached kernel of its own) compiles
+    again in every worker process."""
+    def compiles() -> int:
+        run = subprocess.run([sys.executable, "-c", _WORKER_CALLS], cwd=ROOT, capture_output=True, text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    compiles()  # fills the cache on a fresh checkout
+    assert compiles() == 0
