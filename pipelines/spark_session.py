@@ -67,6 +67,11 @@ GENERATED_CODE_FROM_BYTES = 64 * 2**20
 # query, BENCHMARKS.md). A JVM whose jars no longer match ignores it.
 CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
 
+# PySpark's worker daemon run through :mod:`pipelines.worker_daemon`, which has the workers import
+# PySpark from its installed package's byte code rather than compile it from Spark's zip: 0.5 s
+# sooner to the first Python task of a local job (BENCHMARKS.md).
+WORKER_DAEMON = "pipelines.worker_daemon"
+
 
 def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -128,7 +133,8 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
             if os.path.exists(CLASS_ARCHIVE):
                 options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
             builder = (builder.config("spark.driver.memory", cfg.driver_memory)
-                       .config("spark.driver.extraJavaOptions", options))
+                       .config("spark.driver.extraJavaOptions", options)
+                       .config("spark.python.daemon.module", WORKER_DAEMON))
     builder = (builder
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
                .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))

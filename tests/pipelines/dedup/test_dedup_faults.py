@@ -220,11 +220,12 @@ def test_executor_killed_during_lsh_gives_the_undisturbed_output(corpus, referen
 
 
 def _busy_python_worker(proc):
-    """A forked Python worker (child of ``pyspark.daemon``) that is using CPU, i.e. running a task."""
+    """A forked Python worker (child of the worker daemon, whose last argument is the worker module
+    ``pyspark.worker``) that is using CPU, i.e. running a task."""
     for p in psutil.Process(proc.pid).children(recursive=True):
         try:
             parent = p.parent()
-            if parent is not None and "pyspark.daemon" in _cmdline(parent) and p.cpu_percent(interval=0.1) > 20:
+            if parent is not None and "pyspark.worker" in _cmdline(parent) and p.cpu_percent(interval=0.1) > 20:
                 return p
         except psutil.Error:
             continue
