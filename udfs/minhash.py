@@ -575,15 +575,11 @@ def _set_jaccard_kernel(offsets, values, left, right, out):
         i, i_end = offsets[left[p]], offsets[left[p] + 1]
         j, j_end = offsets[right[p]], offsets[right[p] + 1]
         common = 0
-        while i < i_end and j < j_end:  # merge of two sorted sets
-            if values[i] == values[j]:
-                common += 1
-                i += 1
-                j += 1
-            elif values[i] < values[j]:
-                i += 1
-            else:
-                j += 1
+        while i < i_end and j < j_end:  # merge of two sorted sets, with no branch to mispredict
+            left_value, right_value = values[i], values[j]
+            common += left_value == right_value
+            i += left_value <= right_value
+            j += right_value <= left_value
         union = (i_end - offsets[left[p]]) + (j_end - offsets[right[p]]) - common
         out[p] = common / union if union else 0.0
 
