@@ -81,10 +81,13 @@ def parquet_row_bytes(spark: SparkSession, files: list[str]) -> int | None:
     """
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
+    # classes by full name, one py4j call each (HadoopFs says why)
+    path, input_file, file_reader = (getattr(jvm, name) for name in (
+        "org.apache.hadoop.fs.Path", "org.apache.parquet.hadoop.util.HadoopInputFile",
+        "org.apache.parquet.hadoop.ParquetFileReader"))
     largest = 0
     for name in files[::max(1, len(files) // FOOTER_SAMPLE_FILES)][:FOOTER_SAMPLE_FILES]:
-        source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(name), conf)
-        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
+        reader = file_reader.open(input_file.fromPath(path(name), conf))
         try:
             for block in reader.getFooter().getBlocks():
                 if block.getRowCount():
@@ -251,7 +254,8 @@ def _json_columns(spark: SparkSession, path: str, well_formed: DataFrame, notes:
         except AnalysisException as err:
             if err.getCondition() != "COLUMN_ALREADY_EXISTS":
                 raise
-            strings = getattr(well_formed._jdf, "as")(spark.sparkContext._jvm.org.apache.spark.sql.Encoders.STRING())
+            encoders = getattr(spark.sparkContext._jvm, "org.apache.spark.sql.Encoders")
+            strings = getattr(well_formed._jdf, "as")(encoders.STRING())
             schema = _parse_datatype_json_string(reader._jreader.json(strings).schema().json())
             notes.append("a line repeats a key (Spark's COLUMN_ALREADY_EXISTS warning); such lines are "
                          "rejected and the columns were inferred from the well-formed lines")
