@@ -12,8 +12,11 @@ import math
 import os
 import sys
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
+from pyspark import inheritable_thread_target
 from pyspark.sql import SparkSession
 
 from pipelines.config import SparkConfig
@@ -227,6 +230,18 @@ def _load_kernels(batches):
     for _ in batches:  # a worker that leaves input unread is not reused
         pass
     yield from ()
+
+
+def concurrently(spark: SparkSession, *calls: Callable[[], Any]) -> list[Any]:
+    """Run ``calls`` at once, each in a thread of its own that carries the caller's Spark job group
+    and tags, and return their results in order (the first exception, once all are over).
+
+    Meant for independent small queries: their wall time is mostly the driver's (planning,
+    scheduling, the gaps between a query's jobs), which one query spends while another runs.
+    """
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="concurrent-query") as pool:
+        futures = [pool.submit(inheritable_thread_target(spark)(call)) for call in calls]
+        return [future.result() for future in futures]
 
 
 class FittedSettings:

@@ -36,7 +36,7 @@ from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import Corpus, InputError, read_corpus
 from pipelines.report.dedup import write_dedup_report
-from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers
+from pipelines.spark_session import FittedSettings, concurrently, get_spark, warm_python_workers
 from pipelines.timing import StageTimer
 from schemas.dedup import DOC_ID, DUPLICATES, SIGNATURES
 from schemas.enforce import conform
@@ -304,8 +304,8 @@ class _Stages:
         and the clusters' summary."""
         with self.timer.stage("check") as progress:
             written = self.spark.read.schema(kept.schema).parquet(self.out.path("data"))
-            counts = check_accounting(written, duplicates, n_documents)
-            clusters = cluster_summary(duplicates)
+            counts, clusters = concurrently(self.spark, lambda: check_accounting(written, duplicates, n_documents),
+                                            lambda: cluster_summary(duplicates))
             edges = self._edge_counts()
             progress.note(rows_in=n_documents, rows_out=counts["kept"], exact_duplicates=counts["exact"],
                           near_duplicates=counts["near"])

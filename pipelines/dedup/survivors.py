@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from pipelines.config import KeepPolicy
 from pipelines.dedup.skew import hub_join
+from pipelines.spark_session import concurrently
 from schemas.dedup import DOC_ID, DUPLICATES
 from schemas.enforce import conform
 
@@ -149,7 +150,8 @@ class ClusterSummary:
 def cluster_summary(duplicates: DataFrame, largest: int = LISTED_CLUSTERS) -> ClusterSummary:
     """The :class:`ClusterSummary` of a ``DUPLICATES`` table, with its ``largest`` largest clusters."""
     sizes = cluster_sizes(duplicates, sample_ids())
-    histogram = sorted((r["size"], r["count"]) for r in sizes.groupBy("size").count().collect())
-    top = sizes.orderBy(F.desc("size"), "cluster_id").limit(largest).collect()
+    counted, top = concurrently(duplicates.sparkSession, lambda: sizes.groupBy("size").count().collect(),
+                                lambda: sizes.orderBy(F.desc("size"), "cluster_id").limit(largest).collect())
+    histogram = sorted((r["size"], r["count"]) for r in counted)
     return ClusterSummary(histogram, [{"cluster_id": r["cluster_id"], "size": r["size"],
                                        "sample_ids": list(r["sample_ids"])} for r in top])

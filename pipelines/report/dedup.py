@@ -19,6 +19,7 @@ from pipelines.dedup.survivors import ClusterSummary
 from pipelines.io.publish import OutputDir
 from pipelines.report import charts
 from pipelines.report.html import Raw, excerpt, figure, heading, key_values, page, paragraph, section, table
+from pipelines.spark_session import concurrently
 from schemas.dedup import DOC_ID
 from udfs.banding import collision_probability
 
@@ -166,8 +167,11 @@ def _largest(clusters: dict) -> Raw:
 def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out: OutputDir, stats: dict,
                        excerpts: DataFrame, summary: ClusterSummary) -> None:
     """Write the report into an unpublished output."""
-    clusters = cluster_data(spark, out.staging, excerpts, summary)
-    for name, data in images(stats, clusters).items():
+    # The charts need only the histogram: drawn while Spark finds the largest clusters' members.
+    histogram = {"histogram": [list(h) for h in summary.histogram]}
+    clusters, drawn = concurrently(spark, lambda: cluster_data(spark, out.staging, excerpts, summary),
+                                   lambda: images(stats, histogram))
+    for name, data in drawn.items():
         out.write_bytes(f"report/{name}", data)
     out.write_text("report/clusters.json", json.dumps(clusters, indent=1, sort_keys=True) + "\n")
     html = page("Deduplication report", f"{stats['input']} → {cfg.output}", sections(stats, clusters, "report"))
