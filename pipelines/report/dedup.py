@@ -60,10 +60,11 @@ def cluster_data(spark: SparkSession, root: str, excerpts: DataFrame, summary: C
     return {"histogram": [list(h) for h in histogram], "largest": clusters}
 
 
-def images(stats: dict, clusters: dict) -> dict[str, bytes]:
+def images(stats: dict, histogram: list[tuple[int, int]]) -> dict[str, bytes]:
+    """The report's charts from ``stats.json`` and the ``(size, clusters)`` histogram."""
     threshold = stats["config"]["lsh"]["threshold"]
     return {IMAGES["s_curve"]: charts.s_curve(stats["bands"], stats["rows"], threshold),
-            IMAGES["cluster_sizes"]: charts.cluster_sizes([tuple(h) for h in clusters["histogram"]]),
+            IMAGES["cluster_sizes"]: charts.cluster_sizes([tuple(h) for h in histogram]),
             IMAGES["stages"]: charts.stage_seconds(stats["stage_seconds"], "Dedup: seconds per stage")}
 
 
@@ -168,9 +169,8 @@ def write_dedup_report(spark: SparkSession, cfg: DedupConfig, out: OutputDir, st
                        excerpts: DataFrame, summary: ClusterSummary) -> None:
     """Write the report into an unpublished output."""
     # The charts need only the histogram: drawn while Spark finds the largest clusters' members.
-    histogram = {"histogram": [list(h) for h in summary.histogram]}
     clusters, drawn = concurrently(spark, lambda: cluster_data(spark, out.staging, excerpts, summary),
-                                   lambda: images(stats, histogram))
+                                   lambda: images(stats, summary.histogram))
     for name, data in drawn.items():
         out.write_bytes(f"report/{name}", data)
     out.write_text("report/clusters.json", json.dumps(clusters, indent=1, sort_keys=True) + "\n")

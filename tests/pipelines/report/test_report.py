@@ -48,7 +48,7 @@ def test_dedup_sections_show_counts_curve_and_members():
         assert expected in html, expected
     without = "".join(s.markup for s in dedup.sections(STATS, None, "report", stage_chart=False))
     assert "cluster_sizes.png" not in without and "dedup_stages.png" not in without
-    assert set(dedup.images(STATS, CLUSTERS)) == set(dedup.IMAGES.values())
+    assert set(dedup.images(STATS, CLUSTERS["histogram"])) == set(dedup.IMAGES.values())
 
 
 def _manifest():
