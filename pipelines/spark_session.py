@@ -19,6 +19,7 @@ from typing import Any
 from pyspark import inheritable_thread_target
 from pyspark.sql import SparkSession
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import SparkConfig
 
 # Rows per Arrow batch handed to the kernels: large enough to amortise the Python call,
@@ -198,7 +199,7 @@ def _start_warm_up(spark: SparkSession) -> threading.Event:
         spark.sparkContext.setJobGroup("corpus-prep.dedup.warm-up",
                                        "corpus-prep dedup warm-up: a Python worker, kernels loaded")
         try:
-            spark.range(1, numPartitions=1).mapInArrow(_load_kernels, "id long").collect()
+            map_in_arrow(spark.range(1, numPartitions=1), _load_kernels, "id long").collect()
         except Exception:  # noqa: BLE001 - see warm_python_workers
             pass
         finally:

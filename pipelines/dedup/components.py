@@ -41,6 +41,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import DedupConfig
 from pipelines.dedup.skew import hub_join
 from schemas.dedup import DOC_ID
@@ -116,7 +117,7 @@ def local_labels(edges: DataFrame) -> DataFrame:
             nodes, roots = component_roots(np.concatenate(src), np.concatenate(dst))
             yield pa.RecordBatch.from_arrays([pa.array(nodes), pa.array(roots)], names=names)
 
-    return edges.select("src", "dst").repartition(1).mapInArrow(label, LABELS)
+    return map_in_arrow(edges.select("src", "dst").repartition(1), label, LABELS)
 
 
 def connected_components(edges: DataFrame, checkpoint: Callable[[DataFrame, str], DataFrame],

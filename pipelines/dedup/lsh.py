@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from schemas.dedup import BAND_KEY_BLOCKS, DOC_ID, EDGES
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import LshConfig
 from pipelines.spark_session import FittedSettings
 from udfs.lsh import bucket_pairs, bucket_pairs_against, partition_tags, split_by_part
@@ -62,7 +63,7 @@ def band_blocks(signatures: DataFrame, parts: int) -> DataFrame:
                 pa.array([i.tobytes() for _, _, i in blocks], pa.binary()),
             ], names=names)
 
-    return signatures.select(DOC_ID, "band_keys").mapInArrow(to_blocks, BAND_KEY_BLOCKS)
+    return map_in_arrow(signatures.select(DOC_ID, "band_keys"), to_blocks, BAND_KEY_BLOCKS)
 
 
 def candidate_edges(blocks: DataFrame, parts: int, cfg: LshConfig, indexed: DataFrame | None = None) -> DataFrame:
@@ -96,4 +97,4 @@ def candidate_edges(blocks: DataFrame, parts: int, cfg: LshConfig, indexed: Data
         yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst)], names=names)
 
     # Pairs found in buckets of different bands (so in different partitions) meet in distinct().
-    return blocks.repartition(parts, "part").mapInArrow(stars, EDGES).distinct()
+    return map_in_arrow(blocks.repartition(parts, "part"), stars, EDGES).distinct()

@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import MinHashConfig
 from schemas.dedup import DOC_ID, EXCERPT_KEPT_CHARS, SIGNATURES
 from udfs.arrow_buffers import binary_from_rows
@@ -51,4 +52,4 @@ def signature_scan(documents: DataFrame, text_column: str, cfg: MinHashConfig, b
                 *batch.columns[1:1 + width],
             ], names=names)
 
-    return documents.select(DOC_ID, *carry, F.col(f"`{text_column}`")).mapInArrow(scan, schema)
+    return map_in_arrow(documents.select(DOC_ID, *carry, F.col(f"`{text_column}`")), scan, schema)

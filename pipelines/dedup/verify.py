@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
 from schemas.dedup import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
@@ -66,7 +67,7 @@ def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataF
                 [batch.column(0), batch.column(1), pa.array(signature_agreement(left, right))],
                 names=names)
 
-    return pairs.mapInArrow(score, VERIFIED_EDGES)
+    return map_in_arrow(pairs, score, VERIFIED_EDGES)
 
 
 def uncertain_range(cfg: LshConfig, num_perm: int) -> tuple[float, float]:
@@ -155,7 +156,7 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
                                           table.column("similarity").combine_chunks()], names=names)
 
     # No partition count: AQE packs the homes' shuffle partitions into tasks of its advisory size.
-    return rows.repartition("home").mapInArrow(score, EXACT_SCORED_EDGES)
+    return map_in_arrow(rows.repartition("home"), score, EXACT_SCORED_EDGES)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, _parse_datatype_json_string
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import InputConfig
 from pipelines.errors import InputError, one_line
 from pipelines.io import uri
@@ -300,4 +301,4 @@ def _read_hf_saved(spark: SparkSession, fs: HadoopFs, path: str) -> DataFrame:
                     yield from ipc.open_stream(source)
 
     paths = spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))
-    return paths.mapInArrow(read_files, spark_schema)
+    return map_in_arrow(paths, read_files, spark_schema)

@@ -38,6 +38,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
 
+from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import InputConfig, PackConfig
 from pipelines.dedup.ids import doc_id_column
 from pipelines.io.hadoop import HadoopFs
@@ -151,7 +152,7 @@ def _tokenize(documents: DataFrame, text_column: str, provenance: list, spec: St
             yield pa.RecordBatch.from_arrays([*streams.columns, batch.column(1), batch.column(2)],
                                              names=[*streams.schema.names, "doc_id", "source"])
 
-    return documents.select(F.col(text_column), *provenance).mapInArrow(run, STREAMS)
+    return map_in_arrow(documents.select(F.col(text_column), *provenance), run, STREAMS)
 
 
 def _counts(tokenized: DataFrame, seq_len: int) -> tuple[dict, dict]:
@@ -217,7 +218,7 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
         # equal keys are equal texts; the doc id orders copies, so their ids land in the same slots every run
         docs = (tokenized.filter(F.col("status") == STATUS_OK).select("key_hi", "key_lo", "doc_id", "ids")
                 .repartition(n_shards, "key_hi").sortWithinPartitions("key_hi", "key_lo", "doc_id"))
-        summaries = [r.asDict() for r in docs.mapInArrow(pack_partition_fn(shard_spec), SHARD_SUMMARY).collect()]
+        summaries = [r.asDict() for r in map_in_arrow(docs, pack_partition_fn(shard_spec), SHARD_SUMMARY).collect()]
         by_shard = {s["shard"]: s for s in summaries}
         if len(by_shard) != len(summaries):
             raise RuntimeError("two packing tasks reported the same shard")
