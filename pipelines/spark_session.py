@@ -108,6 +108,10 @@ def start_spark(cfg: SparkConfig) -> None:
 
     _starting = (cfg, future)
     threading.Thread(target=start, name="spark-start", daemon=True).start()
+    # PySpark's py4j converters import pyspark.testing.utils, and with it pandas (0.25-0.35 s), in
+    # the session's first JVM call that passes arguments: SparkContext's start waits for it. Here,
+    # while the JVM launches, the import costs the job nothing (BENCHMARKS.md).
+    import pyspark.testing.utils  # noqa: F401
 
 
 def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
