@@ -8,6 +8,7 @@ come from the submission and are left alone.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -111,7 +112,7 @@ def start_spark(cfg: SparkConfig) -> None:
     # PySpark's py4j converters import pyspark.testing.utils, and with it pandas (0.25-0.35 s), in
     # the session's first JVM call that passes arguments: SparkContext's start waits for it. Here,
     # while the JVM launches, the import costs the job nothing (BENCHMARKS.md).
-    import pyspark.testing.utils  # noqa: F401
+    importlib.import_module("pyspark.testing.utils")
 
 
 def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
