@@ -174,8 +174,8 @@ def _skip_final_collection() -> None:
 
     The driver ends holding a heap of PySpark, py4j, NumPy, Numba and Matplotlib objects, and
     CPython's shutdown collects it for nothing: the process's memory goes back to the system at
-    once. That collection took 0.4-0.5 s of every job's wall time on the bundled sample, and with
-    the heap frozen it takes none (BENCHMARKS.md, "The workers' full collections"). Files the
+    once. The interpreter took 0.47 and 0.58 s to exit after the job on the bundled sample, and
+    0.07-0.08 s with the heap frozen (BENCHMARKS.md, "The workers' full collections"). Files the
     job wrote are closed by then; the outputs are published before the job returns.
     """
     atexit.unregister(gc.freeze)  # once, however many jobs a process runs
