@@ -101,11 +101,10 @@ def number_copies(repeated: DataFrame, *frames: DataFrame) -> tuple[DataFrame, .
     under its own id, ``TIEBREAK`` dropped.
 
     Rows of hashes not in ``repeated`` keep their id without moving (``repeated`` is small and
-    broadcast); only the copies are shuffled, to be numbered in ``TIEBREAK`` order. Whether any
-    hash repeats is asked once for all the frames.
+    broadcast); only the copies are shuffled, to be numbered in ``TIEBREAK`` order. The caller
+    asks first whether any hash repeats (``repeated.isEmpty()``): as a rule none does, and then
+    dropping ``TIEBREAK`` is all there is to do.
     """
-    if repeated.isEmpty():
-        return tuple(rows.drop(TIEBREAK) for rows in frames)
     return tuple(_numbered(rows, repeated) for rows in frames)
 
 

@@ -202,8 +202,11 @@ class _Stages:
             sigs = self.checkpoint(signature_scan(documents, corpus.text_column, self.cfg.minhash, bands, rows,
                                                   carry), "signatures", counts)
             if carry:  # ids are row hashes: give repeated rows their own ids, here and in the documents
-                repeated = self.checkpoint(repeated_hashes(sigs), "repeated-rows")
-                sigs, documents = number_copies(repeated, sigs, documents)
+                repeated = repeated_hashes(sigs)
+                if repeated.isEmpty():  # the rule: no row repeats whole, one small job says so
+                    sigs, documents = sigs.drop(TIEBREAK), documents.drop(TIEBREAK)
+                else:  # checkpointed: the later stages join the numbered tables more than once
+                    sigs, documents = number_copies(self.checkpoint(repeated, "repeated-rows"), sigs, documents)
             sigs = conform(sigs, SIGNATURES, "signatures")
             text_counts = {"documents": self.checkpoint.rows["signatures"], **self.checkpoint.counts["signatures"]}
             self.fitted.fit_shuffle(text_counts["documents"] * SHUFFLE_BYTES_PER_DOCUMENT)
