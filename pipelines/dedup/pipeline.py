@@ -205,7 +205,7 @@ class _Stages:
                 repeated = repeated_hashes(sigs)
                 if repeated.isEmpty():  # the rule: no row repeats whole, one small job says so
                     sigs, documents = sigs.drop(TIEBREAK), documents.drop(TIEBREAK)
-                else:  # checkpointed: the later stages join the numbered tables more than once
+                else:  # checkpointed: every later query over the numbered tables joins it
                     sigs, documents = number_copies(self.checkpoint(repeated, "repeated-rows"), sigs, documents)
             sigs = conform(sigs, SIGNATURES, "signatures")
             text_counts = {"documents": self.checkpoint.rows["signatures"], **self.checkpoint.counts["signatures"]}
