@@ -22,7 +22,6 @@ from pyspark.sql import SparkSession
 
 from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import SparkConfig
-from pipelines.unsigned_jars import spark_jars, usable_copies
 
 # Rows per Arrow batch handed to the kernels: large enough to amortise the Python call,
 # small enough that a batch of long documents stays well inside a worker's memory.
@@ -72,11 +71,6 @@ GENERATED_CODE_FROM_BYTES = 64 * 2**20
 # some 20,000 classes from the jars, which halves its start (4.3 s instead of 8.2 s to a first
 # query, BENCHMARKS.md). A JVM whose jars no longer match ignores it.
 CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
-# Unsigned copies of Spark's signed jars (Janino), written with the archive and put first on the
-# driver's class path with it, so that the archive holds their classes too: about 660 classes a job
-# no longer loads and verifies from signed jars at its first compiled query (pipelines.unsigned_jars;
-# the bundled sample 1 s sooner, BENCHMARKS.md).
-UNSIGNED_JARS = os.path.splitext(CLASS_ARCHIVE)[0] + "-unsigned-jars"
 
 # PySpark's worker daemon run through :mod:`pipelines.worker_daemon`, which has the workers import
 # PySpark from its installed package's byte code rather than compile it from Spark's zip: 0.5 s
@@ -147,9 +141,6 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
             options = cfg.driver_java_options
             if os.path.exists(CLASS_ARCHIVE):
                 options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
-            copies = usable_copies(UNSIGNED_JARS, spark_jars())
-            if copies:  # the archive was written with them first on the class path
-                builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(copies))
             builder = (builder.config("spark.driver.memory", cfg.driver_memory)
                        .config("spark.driver.extraJavaOptions", options)
                        .config("spark.python.daemon.module", WORKER_DAEMON))

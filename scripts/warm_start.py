@@ -9,10 +9,7 @@
 2. **JVM classes.** The bundled sample is deduplicated once in a JVM that writes the classes it
    loaded to a class-data-sharing archive (``pipelines.spark_session.CLASS_ARCHIVE``, inside the
    environment whose jars it describes). A job that starts Spark itself maps them from there
-   instead of loading and verifying them from the jars. Signed jars' classes stay out of an
-   archive, so unsigned copies of Spark's signed jars are written first
-   (``pipelines.spark_session.UNSIGNED_JARS``, :mod:`pipelines.unsigned_jars`) and put before
-   the originals on that JVM's class path, as the jobs put them.
+   instead of loading and verifying them from the jars.
 """
 
 from __future__ import annotations
@@ -26,8 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig  # noqa: E402
-from pipelines.spark_session import CLASS_ARCHIVE, UNSIGNED_JARS, get_spark  # noqa: E402
-from pipelines.unsigned_jars import spark_jars, write_unsigned_copies  # noqa: E402
+from pipelines.spark_session import CLASS_ARCHIVE, get_spark  # noqa: E402
 from udfs.warm import load_kernels  # noqa: E402
 
 
@@ -56,8 +52,6 @@ def main() -> None:
     start = time.perf_counter()
     load_kernels()
     print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
-    copies = write_unsigned_copies(spark_jars(), UNSIGNED_JARS)
-    print(f"unsigned copies of Spark's signed jars in {UNSIGNED_JARS}: {', '.join(map(os.path.basename, copies))}")
     archive_classes()
     print(f"JVM class archive {CLASS_ARCHIVE}: " + ("written" if os.path.exists(CLASS_ARCHIVE) else "NOT written"))
 
