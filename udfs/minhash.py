@@ -42,8 +42,8 @@ of ASCII word bytes in a tight loop with one unpredictable branch per token; oth
 points take a table-driven step. Shingle rounds run across all windows at once, and the
 MinHash loop runs permutations outside and shingles inside, a min-reduction; both
 vectorise. At 256 permutations the scan is about 60 % of the cost and the MinHash loop the
-rest (figures: BENCHMARKS.md, "Dedup speed and memory"). A text met before is not signed again: :class:`SignatureMemo`
-keeps the outputs of recent texts by a hash of their bytes.
+rest (figures: BENCHMARKS.md, "Dedup speed and memory"). A text met before is not signed
+again: :class:`SignatureMemo` keeps the outputs of recent texts by a hash of their bytes.
 """
 
 from __future__ import annotations
@@ -255,9 +255,10 @@ def _min_hash(values, count, a, b, sig):
     The shift is monotone, so the minimum is taken over the 64-bit words ``(a_p x + b_p) mod
     2**64`` and shifted once per permutation: the inner loop is a multiply, an add and an
     unsigned min per shingle, which LLVM turns into one 64-bit vector multiply (AVX-512) per 8
-    shingles. Taking the 32-bit values first (a shift and a narrowing per shingle) ran the same
-    loop at 150 instead of 220 MB/s per core (BENCHMARKS.md). Permutations outside, shingles
-    inside: a min-reduction with the coefficients held in registers.
+    shingles. Taking the 32-bit values first (a shift and a narrowing per shingle) made the
+    loop about twice as slow: the whole kernel ran at 150 instead of 220 MB/s per core
+    (BENCHMARKS.md). Permutations outside, shingles inside: a min-reduction with the
+    coefficients held in registers.
     """
     for p in range(sig.shape[0]):
         coef, offset = a[p], b[p]
