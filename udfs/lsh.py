@@ -169,19 +169,23 @@ def bucket_pairs_against(keys: np.ndarray, ids: np.ndarray, indexed_keys: np.nda
     return src[new], dst[new]
 
 
-def signature_agreement(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Per row, the fraction of positions where two signature matrices agree (Jaccard estimate)."""
-    return _signature_agreement(left, right)
+def signature_agreement(signatures: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """For each pair ``p``, the fraction of positions where rows ``left[p]`` and ``right[p]`` of
+    the signature matrix agree: the Jaccard estimate. A row in many pairs is read in place each
+    time, never copied."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    if len(left) and (min(left.min(), right.min()) < 0 or max(left.max(), right.max()) >= len(signatures)):
+        raise IndexError(f"signature row out of range for {len(signatures)} rows")
+    return _signature_agreement(np.ascontiguousarray(signatures), left, right)
 
 
 @njit(cache=True)
-def _signature_agreement(left, right):
-    n, width = left.shape
-    out = np.empty(n, dtype=np.float64)
-    for d in range(n):
+def _signature_agreement(signatures, left, right):
+    width = signatures.shape[1]
+    out = np.empty(left.shape[0], dtype=np.float64)
+    for p in range(left.shape[0]):
         same = 0
         for k in range(width):
-            if left[d, k] == right[d, k]:
-                same += 1
-        out[d] = same / width
+            same += signatures[left[p], k] == signatures[right[p], k]
+        out[p] = same / width
     return out

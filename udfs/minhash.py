@@ -56,6 +56,7 @@ from numba import njit
 
 from udfs.arrow_buffers import string_buffers
 from udfs.hashing import P1, P2, P5, _round_scaled, avalanche64, load_le, store_le, xxh64
+from udfs.pairs import pair_rows
 from udfs.signature_format import EMPTY_SLOT, MAX_NGRAM
 from udfs.text import (ASCII_WORD_LOWERCASE, CHAR_CLASSES, LOWERCASE, MAX_LOWERCASE_GROWTH, SPACE, WORD,
                        decode_utf8, encode_utf8, lowercase, well_formed)
@@ -598,9 +599,4 @@ def set_jaccard(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.nd
 def pair_jaccard(doc_ids: np.ndarray, sets: ShingleSets, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Exact Jaccard of the sets of documents ``src[p]`` and ``dst[p]``, where set ``k`` of
     ``sets`` is document ``doc_ids[k]``'s (an id may repeat, with the same set)."""
-    ids, first = np.unique(np.asarray(doc_ids, dtype=np.int64), return_index=True)
-    at_src, at_dst = np.searchsorted(ids, src), np.searchsorted(ids, dst)
-    found = np.concatenate([at_src, at_dst])
-    if len(found) and (found.max() >= len(ids) or np.any(ids[found] != np.concatenate([src, dst]))):
-        raise KeyError("a pair names a document whose set is not given")
-    return set_jaccard(sets, first[at_src], first[at_dst])
+    return set_jaccard(sets, *pair_rows(doc_ids, src, dst))

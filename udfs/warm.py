@@ -38,9 +38,9 @@ def load_kernels(num_perm: int = 8, ngram: int = 5) -> None:
             signatures = compute_signatures(batch, ngram=ngram, char_ngrams=char_ngrams, a=a, b=b).signatures
             keys = band_keys(signatures, 2, 3)
             bucket_pairs(keys.ravel(), np.repeat(np.arange(len(keys), dtype=np.int64), 2), 2, 1)
-            left, right = as_from_spark(binary_from_rows(signatures), binary_from_rows(signatures))
-            signature_agreement(rows_from_binary(left, signatures.dtype, num_perm),
-                                rows_from_binary(right, signatures.dtype, num_perm))
+            (column,) = as_from_spark(binary_from_rows(signatures))
+            stacked = np.concatenate([rows_from_binary(column, signatures.dtype, num_perm)])
+            signature_agreement(stacked, np.array([0]), np.array([1]))
             sets = shingle_sets(batch, ngram=ngram, char_ngrams=char_ngrams)
             (ids,) = as_from_spark(pa.array([1, 2], pa.int64()))
             pair_jaccard(ids.to_numpy(), ShingleSets.concat([sets]), np.array([2]), np.array([1]))

@@ -25,7 +25,8 @@ sets for 0.52 GB of distinct text, a third of it from the 1 % of pairs between m
 generated files. Instead each pair gets a *home*, the pairs of a connected component of the
 uncertain pairs sharing one (:func:`pair_homes`), and each text is sent once to each home
 that needs it: within a component, once. One pass per shuffle partition then holds its
-homes' texts, shingles each once and scores every pair by a merge of two sorted sets.
+homes' texts, shingles each once and scores every pair by a merge of two sorted sets. The
+candidates' signatures reach their scoring the same way (:func:`at_homes`).
 
 ``--verify estimate`` keeps the estimate alone; ``--verify off`` keeps every candidate.
 """
@@ -49,25 +50,32 @@ from udfs.arrow_buffers import rows_from_binary
 from udfs.graph import node_components
 from udfs.lsh import signature_agreement
 from udfs.minhash import ShingleSets, pair_jaccard, shingle_sets
+from udfs.pairs import pair_rows
 
 
-def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int) -> DataFrame:
-    """``VERIFIED_EDGES`` with the signature-agreement similarity of every edge (no filter)."""
-    sigs = signatures.select(DOC_ID, "signature")
-    pairs = (edges.join(sigs.withColumnsRenamed({DOC_ID: "src", "signature": "src_sig"}), "src")
-             .join(sigs.withColumnsRenamed({DOC_ID: "dst", "signature": "dst_sig"}), "dst")
-             .select("src", "dst", "src_sig", "dst_sig"))
-    names = [f.name for f in VERIFIED_EDGES.fields]
+def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int, broadcast_limit: int,
+                max_home_docs: int) -> DataFrame:
+    """``VERIFIED_EDGES`` with the signature-agreement similarity of every edge (no filter).
 
-    def score(batches):
-        for batch in batches:
-            left = rows_from_binary(batch.column(2), np.uint32, num_perm)
-            right = rows_from_binary(batch.column(3), np.uint32, num_perm)
-            yield pa.RecordBatch.from_arrays(
-                [batch.column(0), batch.column(1), pa.array(signature_agreement(left, right))],
-                names=names)
+    Signatures travel to the pairs' homes (:func:`at_homes`) as texts do for exact scores: a
+    document's signature once to each home that needs it, rather than both signatures to every
+    pair it is in (a document is in several candidate pairs: on the 1 GB real slice a join sent
+    2.9 signatures per document to Python, homes send about one).
+    """
+    names = VERIFIED_EDGES.fieldNames()
 
-    return map_in_arrow(pairs, score, VERIFIED_EDGES)
+    def signature_rows(items: pa.RecordBatch) -> np.ndarray:
+        return rows_from_binary(items.column("signature"), np.uint32, num_perm)
+
+    def score(doc_ids: np.ndarray, rows: list[np.ndarray], pairs: pa.Table) -> pa.RecordBatch:
+        src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
+        stacked = np.concatenate(rows) if rows else np.zeros((0, num_perm), np.uint32)
+        similarity = signature_agreement(stacked, *pair_rows(doc_ids, src, dst))
+        return pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(similarity)], names=names)
+
+    homes = at_homes(edges.select("src", "dst"), signatures.select(DOC_ID, "signature"), broadcast_limit,
+                     max_home_docs)
+    return map_in_arrow(homes, _home_task(signature_rows, score), VERIFIED_EDGES)
 
 
 def uncertain_range(cfg: LshConfig, num_perm: int) -> tuple[float, float]:
@@ -101,25 +109,26 @@ def _homes_on_driver(pairs: pa.Table, max_pairs: int, spark) -> tuple[DataFrame,
     ``(doc_id, home)`` a pair asks for."""
     src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
     homes = pair_homes(src, dst, max_pairs)
-    needs = np.unique(np.stack([np.concatenate([src, dst]), np.tile(homes, 2)], axis=1), axis=0)
+    docs, doc_homes = np.concatenate([src, dst]), np.tile(homes, 2)
+    order = np.lexsort((doc_homes, docs))  # a fifth of the time np.unique(axis=0) takes
+    docs, doc_homes = docs[order], doc_homes[order]
+    first = np.ones(len(docs), dtype=bool)
+    first[1:] = (docs[1:] != docs[:-1]) | (doc_homes[1:] != doc_homes[:-1])
     return (spark.createDataFrame(pairs.append_column("home", pa.array(homes))),
-            spark.createDataFrame(pa.table({DOC_ID: needs[:, 0], "home": needs[:, 1]})))
+            spark.createDataFrame(pa.table({DOC_ID: docs[first], "home": doc_homes[first]})))
 
 
-def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: MinHashConfig,
-                 broadcast_limit: int, max_home_docs: int) -> DataFrame:
-    """``EXACT_SCORED_EDGES``: each ``(src, dst, similarity=estimate)`` with its exact Jaccard.
+def at_homes(pairs: DataFrame, items: DataFrame, broadcast_limit: int, max_home_docs: int) -> DataFrame:
+    """The ``pairs`` (``src``, ``dst``, …) and the ``items`` (``DOC_ID``, …: a text, a signature)
+    they name, in shuffle partitions by home: each pair's home holds the items of both its ends.
 
-    Each pair gets a home; a document's text is sent once to each home that needs it, the
-    pairs of a home arrive in the same shuffle partition, and one pass there shingles each
-    text as it arrives (a task holds its partition's sets, not its texts) and merges the
-    sorted sets of every pair (:func:`udfs.minhash.pair_jaccard`).
     Up to ``broadcast_limit / 2`` pairs are collected and homed on the driver by connected
-    component (:func:`pair_homes`), their needs broadcast to the texts. Beyond it a pair's
-    home is a hash of the pair into the shuffle partitions, and the needs are joined to the
-    texts in a shuffle: each home then gets about ``pairs / partitions`` pairs.
+    component (:func:`pair_homes`, at most ``max_home_docs`` documents a home), their needs
+    broadcast to the items: an item travels once to each home that needs it, within a component
+    once. Beyond it a pair's home is a hash of the pair into the shuffle partitions and the needs
+    are joined to the items in a shuffle: each home then gets about ``pairs / partitions`` pairs.
+    A row is an item where ``DOC_ID`` is set, a pair where it is null.
     """
-    pairs = pairs.select("src", "dst", "similarity")
     collected = pairs.limit(broadcast_limit // 2 + 1).toArrow()
     if 2 * collected.num_rows <= broadcast_limit:
         homed, needs = _homes_on_driver(collected, max(1, max_home_docs // 2), pairs.sparkSession)
@@ -129,34 +138,61 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
         homed = pairs.withColumn("home", F.pmod(F.xxhash64("src", "dst"), F.lit(parts)))
         needs = (homed.select(F.col("src").alias(DOC_ID), "home")
                  .unionByName(homed.select(F.col("dst").alias(DOC_ID), "home")).distinct())
-    texts = documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text")).join(needs, DOC_ID)
-    rows = texts.select("home", DOC_ID, "text").unionByName(homed.select("home", "src", "dst", "similarity"),
-                                                            allowMissingColumns=True)
+    sent = items.join(needs, DOC_ID)
+    # No partition count: AQE packs the homes' shuffle partitions into tasks of its advisory size.
+    return sent.unionByName(homed, allowMissingColumns=True).repartition("home")
+
+
+def _home_task(prepare: Callable[[pa.RecordBatch], object],
+               score: Callable[[np.ndarray, list, pa.Table], pa.RecordBatch]):
+    """The task over a partition of :func:`at_homes`: each batch of items is ``prepare``-d as it
+    arrives (the task holds what that makes of them, not the items), then ``score(doc_ids,
+    prepared, pairs)`` gets the pairs whose two ends arrived.
+
+    A pair whose end did not arrive (an indexed document missing from its run's ``data/``) gets
+    no score; the caller counts such pairs where they matter (``against.check_texts``).
+    """
+    def task(batches):
+        ids, prepared, pair_batches = [], [], []
+        for batch in batches:
+            is_item = batch.column(DOC_ID).is_valid()
+            items = batch.filter(is_item)
+            ids.append(items.column(DOC_ID).to_numpy())
+            prepared.append(prepare(items))
+            pair_batches.append(batch.filter(pc.invert(is_item)))
+        if not pair_batches:
+            return
+        table, doc_ids = pa.Table.from_batches(pair_batches), np.concatenate(ids)
+        known = pa.array(doc_ids)
+        yield score(doc_ids, prepared, table.filter(pc.and_(pc.is_in(table.column("src"), known),
+                                                           pc.is_in(table.column("dst"), known))))
+
+    return task
+
+
+def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: MinHashConfig,
+                 broadcast_limit: int, max_home_docs: int) -> DataFrame:
+    """``EXACT_SCORED_EDGES``: each ``(src, dst, similarity=estimate)`` with its exact Jaccard.
+
+    The texts go to the pairs' homes (:func:`at_homes`); a task there shingles each text as it
+    arrives (a task holds its partition's sets, not its texts) and merges the sorted sets of
+    every pair (:func:`udfs.minhash.pair_jaccard`).
+    """
     ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
     names = EXACT_SCORED_EDGES.fieldNames()
 
-    def score(batches):
-        """All rows of the partition's homes: each text shingled as it arrives, then every pair scored."""
-        ids, sets, pair_rows = [], [], []
-        for batch in batches:
-            is_text = batch.column(DOC_ID).is_valid()
-            ids.append(batch.column(DOC_ID).filter(is_text).to_numpy())
-            sets.append(shingle_sets(batch.column("text").filter(is_text), ngram=ngram, char_ngrams=char_ngrams))
-            pair_rows.append(batch.filter(pc.invert(is_text)).select(["src", "dst", "similarity"]))
-        if not pair_rows:
-            return
-        table, doc_ids = pa.Table.from_batches(pair_rows), np.concatenate(ids)
-        # A pair whose text did not arrive (an indexed document missing from its run's data/) gets
-        # no score; the caller counts such pairs and refuses to go on (against.check_texts).
-        known = pa.array(doc_ids)
-        table = table.filter(pc.and_(pc.is_in(table.column("src"), known), pc.is_in(table.column("dst"), known)))
-        src, dst = table.column("src").to_numpy(), table.column("dst").to_numpy()
-        exact = pair_jaccard(doc_ids, ShingleSets.concat(sets), src, dst)
-        yield pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(exact),
-                                          table.column("similarity").combine_chunks()], names=names)
+    def sets_of(items: pa.RecordBatch) -> ShingleSets:
+        return shingle_sets(items.column("text"), ngram=ngram, char_ngrams=char_ngrams)
 
-    # No partition count: AQE packs the homes' shuffle partitions into tasks of its advisory size.
-    return map_in_arrow(rows.repartition("home"), score, EXACT_SCORED_EDGES)
+    def score(doc_ids: np.ndarray, sets: list[ShingleSets], pairs: pa.Table) -> pa.RecordBatch:
+        src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
+        exact = pair_jaccard(doc_ids, ShingleSets.concat(sets), src, dst)
+        return pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(exact),
+                                           pairs.column("similarity").combine_chunks()], names=names)
+
+    texts = documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text"))
+    homes = at_homes(pairs.select("src", "dst", "similarity"), texts, broadcast_limit, max_home_docs)
+    return map_in_arrow(homes, _home_task(sets_of, score), EXACT_SCORED_EDGES)
 
 
 @dataclass

@@ -60,10 +60,12 @@ def test_candidate_rate_follows_the_s_curve(similarity):
     assert abs(rate - expected) < 4 * stderr, (rate, expected)
 
 
-def test_signature_agreement_counts_equal_positions():
-    left = np.array([[1, 2, 3, 4], [0, 0, 0, 0]], dtype=np.uint32)
-    right = np.array([[1, 2, 0, 4], [1, 1, 1, 1]], dtype=np.uint32)
-    np.testing.assert_allclose(signature_agreement(left, right), [0.75, 0.0])
+def test_signature_agreement_counts_equal_positions_of_the_rows_each_pair_names():
+    signatures = np.array([[1, 2, 3, 4], [0, 0, 0, 0], [1, 2, 0, 4], [1, 1, 1, 1]], dtype=np.uint32)
+    got = signature_agreement(signatures, np.array([0, 1, 0, 3, 2]), np.array([2, 3, 1, 0, 2]))
+    np.testing.assert_allclose(got, [0.75, 0.0, 0.0, 0.25, 1.0])
+    with pytest.raises(IndexError):
+        signature_agreement(signatures, np.array([0]), np.array([4]))
 
 
 def test_bucket_pairs_compare_every_pair_of_small_buckets_and_bounded_partners_in_large_ones():

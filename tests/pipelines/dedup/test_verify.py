@@ -8,8 +8,10 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
-from pipelines.dedup.verify import (exact_scores, pair_homes, scored_counts, uncertain_range, verification_counts,
-                                    verify_edges)
+from pipelines.dedup.verify import (exact_scores, pair_homes, score_edges, scored_counts, uncertain_range,
+                                    verification_counts, verify_edges)
+from udfs.arrow_buffers import binary_from_rows
+from udfs.minhash import compute_signatures, permutations
 
 
 def components_by_union_find(src, dst):
@@ -103,6 +105,33 @@ def test_exact_scores_give_each_pair_the_jaccard_of_its_own_two_texts(spark, cha
     rows = {(a, b): (j, e) for a, b, j, e in zip(*(got.column(c).to_pylist()
                                                   for c in ("src", "dst", "similarity", "estimate")))}
     assert got.num_rows == len(expected) and rows == expected
+
+
+@pytest.mark.parametrize("broadcast_limit,max_home_docs", [(10_000, 10_000), (10_000, 6), (10, 10_000)])
+def test_score_edges_give_each_pair_the_agreement_of_its_own_two_signatures(spark, chains, broadcast_limit,
+                                                                            max_home_docs):
+    documents, pairs, _ = chains
+    table = documents.toArrow()
+    num_perm = 256
+    a, b = permutations(num_perm, 1)
+    signatures = compute_signatures(table.column("content").combine_chunks(), ngram=5, char_ngrams=False,
+                                    a=a, b=b).signatures
+    row_of = {doc: k for k, doc in enumerate(table.column("doc_id").to_pylist())}
+    missing = 10**15  # a pair whose end has no signature gets no score
+    edges = pairs.select("src", "dst").unionByName(spark.createDataFrame([(missing, int(table["doc_id"][0]))],
+                                                                         "src long, dst long"))
+    sigs = spark.createDataFrame(pa.table({"doc_id": table.column("doc_id"),
+                                           "signature": binary_from_rows(signatures)}))
+    got = score_edges(edges, sigs, num_perm, broadcast_limit, max_home_docs).toArrow()
+    rows = dict(zip(zip(got.column("src").to_pylist(), got.column("dst").to_pylist()),
+                    got.column("similarity").to_pylist()))
+    expected = {(s, d): float(np.mean(signatures[row_of[s]] == signatures[row_of[d]]))
+                for s, d in zip(*(pairs.toArrow().column(c).to_pylist() for c in ("src", "dst")))}
+    assert got.num_rows == len(expected) and rows == expected
+    # the test can tell: for most pairs, another document in dst's place gives another score
+    told = [np.mean(signatures[row_of[s]] == signatures[row_of[d]]) != np.mean(signatures[row_of[s]] == signatures[k])
+            for s, d in expected for k in range(len(signatures)) if k not in (row_of[s], row_of[d])]
+    assert np.mean(told) > 0.9
 
 
 def test_exact_scores_of_no_pairs_is_empty(spark, chains):
