@@ -176,13 +176,14 @@ class DedupConfig:
     keep_priority_column: str | None = None
     # Keys (nodes, clusters, exact-copy groups) with at least this many rows are joined by
     # broadcast instead of a shuffle, so no task receives a whole hub (pipelines/dedup/skew.py);
-    # exact verification cuts uncertain pairs into homes of at most this many documents (verify.py).
+    # verification cuts its pairs into homes of at most this many documents (verify.py).
     hub_degree: int = 10_000
     # Clusters of at least this many documents are listed in stats.json (giant_clusters).
     giant_cluster_size: int = 10_000
     max_cc_rounds: int = 100
     # Up to this many removed ids (8 bytes each) are broadcast to filter rows in place (the
     # texts at the end, the signatures before LSH); beyond it those anti-joins shuffle once.
+    # Verification collects up to half as many pairs to home them on the driver (verify.py).
     broadcast_removed_ids: int = 5_000_000
     spark: SparkConfig = DEDUP_SPARK
     index: IndexConfig = field(default_factory=IndexConfig)

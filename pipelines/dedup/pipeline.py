@@ -250,7 +250,8 @@ class _Stages:
             # are: no second pass through the exact-copy join that selected those documents.
             scoring = sigs if against is None else against.signatures(lsh_documents, candidates)
             scored = self.checkpoint(score_edges(candidates, scoring, self.cfg.minhash.num_perm,
-                                                 self.cfg.broadcast_removed_ids, self.cfg.hub_degree), "scored",
+                                                 self.cfg.broadcast_removed_ids, self.cfg.hub_degree,
+                                                 self.checkpoint.driver_table), "scored",
                                      scored_counts(self.cfg.lsh, self.cfg.minhash.num_perm))
             texts = documents if against is None else against.documents(documents, text_column, scored, self.matched)
             verification = verify_edges(scored, texts, text_column, self.cfg.lsh, self.cfg.minhash,

@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 
 from pipelines.arrow_tasks import map_in_arrow
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
+from pipelines.dedup.checkpoints import Checkpoints
 from schemas.dedup import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.graph import node_components
@@ -52,9 +53,12 @@ from udfs.lsh import signature_agreement
 from udfs.minhash import ShingleSets, pair_jaccard, shingle_sets
 from udfs.pairs import pair_rows
 
+# Makes a table built on the driver a data frame: ``Checkpoints.driver_table``.
+DriverTable = Callable[[pa.Table, str], DataFrame]
+
 
 def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int, broadcast_limit: int,
-                max_home_docs: int) -> DataFrame:
+                max_home_docs: int, driver_table: DriverTable) -> DataFrame:
     """``VERIFIED_EDGES`` with the signature-agreement similarity of every edge (no filter).
 
     Signatures travel to the pairs' homes (:func:`at_homes`) as texts do for exact scores: a
@@ -73,7 +77,7 @@ def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int, broadcas
         return pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(similarity)], names=names)
 
     homes = at_homes(edges.select("src", "dst"), signatures.select(DOC_ID, "signature"), broadcast_limit,
-                     max_home_docs)
+                     max_home_docs, driver_table, "scored-homes")
     return map_in_arrow(homes, _home_task(signature_rows, score), VERIFIED_EDGES)
 
 
@@ -103,7 +107,8 @@ def pair_homes(src: np.ndarray, dst: np.ndarray, max_pairs: int) -> np.ndarray:
     return homes
 
 
-def _homes_on_driver(pairs: pa.Table, max_pairs: int, spark) -> tuple[DataFrame, DataFrame]:
+def _homes_on_driver(pairs: pa.Table, max_pairs: int, driver_table: DriverTable,
+                     name: str) -> tuple[DataFrame, DataFrame]:
     """``(pairs with home, needs)`` from :func:`pair_homes`; ``needs`` is every distinct
     ``(doc_id, home)`` a pair asks for."""
     src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
@@ -113,11 +118,12 @@ def _homes_on_driver(pairs: pa.Table, max_pairs: int, spark) -> tuple[DataFrame,
     docs, doc_homes = docs[order], doc_homes[order]
     first = np.ones(len(docs), dtype=bool)
     first[1:] = (docs[1:] != docs[:-1]) | (doc_homes[1:] != doc_homes[:-1])
-    return (spark.createDataFrame(pairs.append_column("home", pa.array(homes))),
-            spark.createDataFrame(pa.table({DOC_ID: docs[first], "home": doc_homes[first]})))
+    return (driver_table(pairs.append_column("home", pa.array(homes)), f"{name}-pairs"),
+            driver_table(pa.table({DOC_ID: docs[first], "home": doc_homes[first]}), f"{name}-needs"))
 
 
-def at_homes(pairs: DataFrame, items: DataFrame, broadcast_limit: int, max_home_docs: int) -> DataFrame:
+def at_homes(pairs: DataFrame, items: DataFrame, broadcast_limit: int, max_home_docs: int,
+             driver_table: DriverTable, name: str) -> DataFrame:
     """The ``pairs`` (``src``, ``dst``, …) and the ``items`` (``DOC_ID``, …: a text, a signature)
     they name, in shuffle partitions by home: each pair's home holds the items of both its ends.
 
@@ -126,11 +132,12 @@ def at_homes(pairs: DataFrame, items: DataFrame, broadcast_limit: int, max_home_
     broadcast to the items: an item travels once to each home that needs it, within a component
     once. Beyond it a pair's home is a hash of the pair into the shuffle partitions and the needs
     are joined to the items in a shuffle: each home then gets about ``pairs / partitions`` pairs.
-    A row is an item where ``DOC_ID`` is set, a pair where it is null.
+    A row is an item where ``DOC_ID`` is set, a pair where it is null. ``driver_table(table,
+    name)`` makes the driver's tables data frames (``Checkpoints.driver_table``).
     """
     collected = pairs.limit(broadcast_limit // 2 + 1).toArrow()
     if 2 * collected.num_rows <= broadcast_limit:
-        homed, needs = _homes_on_driver(collected, max(1, max_home_docs // 2), pairs.sparkSession)
+        homed, needs = _homes_on_driver(collected, max(1, max_home_docs // 2), driver_table, name)
         needs = F.broadcast(needs)
     else:
         parts = int(pairs.sparkSession.conf.get("spark.sql.shuffle.partitions"))
@@ -170,7 +177,7 @@ def _home_task(prepare: Callable[[pa.RecordBatch], object],
 
 
 def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: MinHashConfig,
-                 broadcast_limit: int, max_home_docs: int) -> DataFrame:
+                 broadcast_limit: int, max_home_docs: int, driver_table: DriverTable) -> DataFrame:
     """``EXACT_SCORED_EDGES``: each ``(src, dst, similarity=estimate)`` with its exact Jaccard.
 
     The texts go to the pairs' homes (:func:`at_homes`); a task there shingles each text as it
@@ -190,7 +197,8 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
                                            pairs.column("similarity").combine_chunks()], names=names)
 
     texts = documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text"))
-    homes = at_homes(pairs.select("src", "dst", "similarity"), texts, broadcast_limit, max_home_docs)
+    homes = at_homes(pairs.select("src", "dst", "similarity"), texts, broadcast_limit, max_home_docs, driver_table,
+                     "exact-homes")
     return map_in_arrow(homes, _home_task(sets_of, score), EXACT_SCORED_EDGES)
 
 
@@ -216,7 +224,7 @@ def accepted_on_estimate(lsh: LshConfig, num_perm: int) -> Column:
 
 def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh: LshConfig,
                  minhash: MinHashConfig, broadcast_limit: int, max_home_docs: int,
-                 checkpoint: Callable[..., DataFrame]) -> Verification:
+                 checkpoint: Checkpoints) -> Verification:
     """Apply ``lsh.verify`` to the scored candidates (see the module docstring); ``checkpoint(df,
     name, counts)`` persists the exact scores, observing :func:`exact_counts` on them."""
     similarity = F.col("similarity")
@@ -225,8 +233,8 @@ def verify_edges(scored: DataFrame, documents: DataFrame, text_column: str, lsh:
         return Verification(edges, None)
     low, high = uncertain_range(lsh, minhash.num_perm)
     uncertain = scored.filter((similarity > low) & (similarity < high))
-    exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit, max_home_docs),
-                       "exact-scores", exact_counts(lsh.threshold))
+    exact = checkpoint(exact_scores(uncertain, documents, text_column, minhash, broadcast_limit, max_home_docs,
+                                    checkpoint.driver_table), "exact-scores", exact_counts(lsh.threshold))
     passed = exact.filter(similarity >= F.lit(lsh.threshold)).select(*VERIFIED_EDGES.fieldNames())
     return Verification(edges.unionByName(passed), exact)
 

@@ -8,8 +8,10 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import LshConfig, MinHashConfig, VerifyMode
+from pipelines.dedup.checkpoints import Checkpoints
 from pipelines.dedup.verify import (exact_scores, pair_homes, score_edges, scored_counts, uncertain_range,
                                     verification_counts, verify_edges)
+from pipelines.io.publish import OutputDir
 from udfs.arrow_buffers import binary_from_rows
 from udfs.minhash import compute_signatures, permutations
 
@@ -52,6 +54,19 @@ def test_pair_homes_keep_a_component_together_up_to_max_pairs(max_pairs):
 def shingles(text, ngram=5):
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i:i + ngram]) for i in range(max(1, len(words) - ngram + 1))}
+
+
+@pytest.fixture
+def checkpoints(spark, tmp_path):
+    return Checkpoints(spark, OutputDir(spark, str(tmp_path / "out"), False, run_key="fixed"))
+
+
+def test_driver_table_reads_back_as_the_table_it_was(spark, checkpoints):
+    table = pa.table({"src": pa.array([3, -2**62], pa.int64()), "name": ["a", None], "x": [0.5, 1.0]})
+    checkpoints.driver_table(pa.table({"src": [1]}), "t")
+    got = checkpoints.driver_table(table, "t")  # a second table of the same name replaces the first
+    assert got.toArrow().equals(table)
+    assert got.schema.simpleString() == "struct<src:bigint,name:string,x:double>"
 
 
 @pytest.fixture(scope="module")
@@ -98,18 +113,19 @@ def chains(spark):
     (10_000, 6),  # ... components cut into homes of at most 3 pairs
     (10, 10_000),  # too many pairs for the driver: a home per hash of the pair
 ])
-def test_exact_scores_give_each_pair_the_jaccard_of_its_own_two_texts(spark, chains, broadcast_limit,
+def test_exact_scores_give_each_pair_the_jaccard_of_its_own_two_texts(spark, chains, checkpoints, broadcast_limit,
                                                                       max_home_docs):
     documents, pairs, expected = chains
-    got = exact_scores(pairs, documents, "content", MinHashConfig(), broadcast_limit, max_home_docs).toArrow()
+    got = exact_scores(pairs, documents, "content", MinHashConfig(), broadcast_limit, max_home_docs,
+                       checkpoints.driver_table).toArrow()
     rows = {(a, b): (j, e) for a, b, j, e in zip(*(got.column(c).to_pylist()
                                                   for c in ("src", "dst", "similarity", "estimate")))}
     assert got.num_rows == len(expected) and rows == expected
 
 
 @pytest.mark.parametrize("broadcast_limit,max_home_docs", [(10_000, 10_000), (10_000, 6), (10, 10_000)])
-def test_score_edges_give_each_pair_the_agreement_of_its_own_two_signatures(spark, chains, broadcast_limit,
-                                                                            max_home_docs):
+def test_score_edges_give_each_pair_the_agreement_of_its_own_two_signatures(spark, chains, checkpoints,
+                                                                            broadcast_limit, max_home_docs):
     documents, pairs, _ = chains
     table = documents.toArrow()
     num_perm = 256
@@ -122,7 +138,7 @@ def test_score_edges_give_each_pair_the_agreement_of_its_own_two_signatures(spar
                                                                          "src long, dst long"))
     sigs = spark.createDataFrame(pa.table({"doc_id": table.column("doc_id"),
                                            "signature": binary_from_rows(signatures)}))
-    got = score_edges(edges, sigs, num_perm, broadcast_limit, max_home_docs).toArrow()
+    got = score_edges(edges, sigs, num_perm, broadcast_limit, max_home_docs, checkpoints.driver_table).toArrow()
     rows = dict(zip(zip(got.column("src").to_pylist(), got.column("dst").to_pylist()),
                     got.column("similarity").to_pylist()))
     expected = {(s, d): float(np.mean(signatures[row_of[s]] == signatures[row_of[d]]))
@@ -134,9 +150,10 @@ def test_score_edges_give_each_pair_the_agreement_of_its_own_two_signatures(spar
     assert np.mean(told) > 0.9
 
 
-def test_exact_scores_of_no_pairs_is_empty(spark, chains):
+def test_exact_scores_of_no_pairs_is_empty(spark, chains, checkpoints):
     documents, pairs, _ = chains
-    got = exact_scores(pairs.limit(0), documents, "content", MinHashConfig(), 10_000, 10_000).toArrow()
+    got = exact_scores(pairs.limit(0), documents, "content", MinHashConfig(), 10_000, 10_000,
+                       checkpoints.driver_table).toArrow()
     assert got.num_rows == 0
 
 
@@ -145,16 +162,18 @@ def aggregate(df, counts):
 
 
 @pytest.mark.parametrize("mode", list(VerifyMode))
-def test_verification_counts_agree_with_the_edges_and_scores_they_summarise(spark, chains, mode):
+def test_verification_counts_agree_with_the_edges_and_scores_they_summarise(spark, chains, checkpoints, mode):
     documents, pairs, expected = chains
     lsh = LshConfig(threshold=0.5, verify=mode)
     counted = {}
 
-    def checkpoint(df, name, counts=None):  # keeps df as it is; evaluates the counts Checkpoints would observe
-        counted[name] = aggregate(df, counts or {})
-        return df
+    class KeptAsTheyAre(Checkpoints):  # evaluates the counts Checkpoints would observe
+        def __call__(self, df, name, counts=None):
+            counted[name] = aggregate(df, counts or {})
+            return df
 
-    verification = verify_edges(pairs, documents, "content", lsh, MinHashConfig(), 10_000, 10_000, checkpoint)
+    verification = verify_edges(pairs, documents, "content", lsh, MinHashConfig(), 10_000, 10_000,
+                                KeptAsTheyAre(spark, checkpoints.out))
     counts = verification_counts(aggregate(pairs, scored_counts(lsh, MinHashConfig().num_perm)),
                                  counted.get("exact-scores"))
     edges = {(a, b) for a, b in verification.edges.select("src", "dst").collect()}
