@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from udfs.arrow_buffers import binary_from_rows, rows_from_binary
 from udfs.lsh import band_keys, bucket_pairs, signature_agreement
-from udfs.minhash import ShingleSets, compute_signatures, pair_jaccard, permutations, shingle_sets
+from udfs.minhash import compute_signatures, pair_jaccard, permutations, shingle_sets
 
 
 def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
@@ -43,4 +43,4 @@ def load_kernels(num_perm: int = 8, ngram: int = 5) -> None:
             signature_agreement(stacked, np.array([0]), np.array([1]))
             sets = shingle_sets(batch, ngram=ngram, char_ngrams=char_ngrams)
             (ids,) = as_from_spark(pa.array([1, 2], pa.int64()))
-            pair_jaccard(ids.to_numpy(), ShingleSets.concat([sets]), np.array([2]), np.array([1]))
+            pair_jaccard(ids.to_numpy(), sets, np.array([2]), np.array([1]))

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -50,11 +50,13 @@ from schemas.dedup import DOC_ID, EXACT_SCORED_EDGES, VERIFIED_EDGES
 from udfs.arrow_buffers import rows_from_binary
 from udfs.graph import node_components
 from udfs.lsh import signature_agreement
-from udfs.minhash import ShingleSets, pair_jaccard, shingle_sets
+from udfs.minhash import ShingleSetTable, pair_jaccard
 from udfs.pairs import pair_rows
 
 # Makes a table built on the driver a data frame: ``Checkpoints.driver_table``.
 DriverTable = Callable[[pa.Table, str], DataFrame]
+# What a home task keeps of its items' column, batch by batch: ``add(column)``.
+Holder = TypeVar("Holder")
 
 
 def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int, broadcast_limit: int,
@@ -67,18 +69,27 @@ def score_edges(edges: DataFrame, signatures: DataFrame, num_perm: int, broadcas
     """
     names = VERIFIED_EDGES.fieldNames()
 
-    def signature_rows(items: pa.RecordBatch) -> np.ndarray:
-        return rows_from_binary(items.column("signature"), np.uint32, num_perm)
-
-    def score(doc_ids: np.ndarray, rows: list[np.ndarray], pairs: pa.Table) -> pa.RecordBatch:
+    def score(doc_ids: np.ndarray, signatures: _Signatures, pairs: pa.Table) -> pa.RecordBatch:
         src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
-        stacked = np.concatenate(rows) if rows else np.zeros((0, num_perm), np.uint32)
-        similarity = signature_agreement(stacked, *pair_rows(doc_ids, src, dst))
+        similarity = signature_agreement(signatures.rows(), *pair_rows(doc_ids, src, dst))
         return pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(similarity)], names=names)
 
     homes = at_homes(edges.select("src", "dst"), signatures.select(DOC_ID, "signature"), broadcast_limit,
                      max_home_docs, driver_table, "scored-homes")
-    return map_in_arrow(homes, _home_task(signature_rows, score), VERIFIED_EDGES)
+    return map_in_arrow(homes, _home_task(lambda: _Signatures(num_perm), "signature", score), VERIFIED_EDGES)
+
+
+class _Signatures:
+    """A task's signatures, batch by batch (:meth:`add`), as one matrix (:meth:`rows`)."""
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm, self._parts = num_perm, [np.zeros((0, num_perm), dtype=np.uint32)]
+
+    def add(self, column: pa.Array) -> None:
+        self._parts.append(rows_from_binary(column, np.uint32, self.num_perm))
+
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self._parts)
 
 
 def uncertain_range(cfg: LshConfig, num_perm: int) -> tuple[float, float]:
@@ -149,29 +160,28 @@ def at_homes(pairs: DataFrame, items: DataFrame, broadcast_limit: int, max_home_
     return sent.unionByName(homed, allowMissingColumns=True).repartition("home")
 
 
-def _home_task(prepare: Callable[[pa.RecordBatch], object],
-               score: Callable[[np.ndarray, list, pa.Table], pa.RecordBatch]):
-    """The task over a partition of :func:`at_homes`: each batch of items is ``prepare``-d as it
-    arrives (the task holds what that makes of them, not the items), then ``score(doc_ids,
-    prepared, pairs)`` gets the pairs whose two ends arrived.
+def _home_task(new_holder: Callable[[], Holder], column: str, score: Callable[[np.ndarray, Holder, pa.Table],
+                                                                          pa.RecordBatch]):
+    """The task over a partition of :func:`at_homes`: the ``column`` of each batch of items goes
+    to a holder (``new_holder().add(column)``: it keeps what it makes of them, shingle sets, not
+    the texts), then ``score(doc_ids, holder, pairs)`` gets the pairs whose two ends arrived.
 
     A pair whose end did not arrive (an indexed document missing from its run's ``data/``) gets
     no score; the caller counts such pairs where they matter (``against.check_texts``).
     """
     def task(batches):
-        ids, prepared, pair_batches = [], [], []
+        holder, ids, pair_batches = new_holder(), [], []
         for batch in batches:
             is_item = batch.column(DOC_ID).is_valid()
-            items = batch.filter(is_item)
-            ids.append(items.column(DOC_ID).to_numpy())
-            prepared.append(prepare(items))
+            ids.append(batch.column(DOC_ID).filter(is_item).to_numpy())
+            holder.add(batch.column(column).filter(is_item))
             pair_batches.append(batch.filter(pc.invert(is_item)))
         if not pair_batches:
             return
         table, doc_ids = pa.Table.from_batches(pair_batches), np.concatenate(ids)
         known = pa.array(doc_ids)
-        yield score(doc_ids, prepared, table.filter(pc.and_(pc.is_in(table.column("src"), known),
-                                                           pc.is_in(table.column("dst"), known))))
+        yield score(doc_ids, holder, table.filter(pc.and_(pc.is_in(table.column("src"), known),
+                                                         pc.is_in(table.column("dst"), known))))
 
     return task
 
@@ -187,19 +197,17 @@ def exact_scores(pairs: DataFrame, documents: DataFrame, text_column: str, cfg: 
     ngram, char_ngrams = cfg.ngram, cfg.char_ngrams
     names = EXACT_SCORED_EDGES.fieldNames()
 
-    def sets_of(items: pa.RecordBatch) -> ShingleSets:
-        return shingle_sets(items.column("text"), ngram=ngram, char_ngrams=char_ngrams)
-
-    def score(doc_ids: np.ndarray, sets: list[ShingleSets], pairs: pa.Table) -> pa.RecordBatch:
+    def score(doc_ids: np.ndarray, sets: ShingleSetTable, pairs: pa.Table) -> pa.RecordBatch:
         src, dst = pairs.column("src").to_numpy(), pairs.column("dst").to_numpy()
-        exact = pair_jaccard(doc_ids, ShingleSets.concat(sets), src, dst)
+        exact = pair_jaccard(doc_ids, sets.sets(), src, dst)
         return pa.RecordBatch.from_arrays([pa.array(src), pa.array(dst), pa.array(exact),
                                            pairs.column("similarity").combine_chunks()], names=names)
 
     texts = documents.select(DOC_ID, F.col(f"`{text_column}`").alias("text"))
     homes = at_homes(pairs.select("src", "dst", "similarity"), texts, broadcast_limit, max_home_docs, driver_table,
                      "exact-homes")
-    return map_in_arrow(homes, _home_task(sets_of, score), EXACT_SCORED_EDGES)
+    return map_in_arrow(homes, _home_task(lambda: ShingleSetTable(ngram=ngram, char_ngrams=char_ngrams), "text", score),
+                        EXACT_SCORED_EDGES)
 
 
 @dataclass

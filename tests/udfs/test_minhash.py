@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from udfs.minhash import (ShingleSets, SignatureMemo, compute_signatures, pair_jaccard, permutations, process_memo,
+from udfs.minhash import (ShingleSetTable, SignatureMemo, compute_signatures, pair_jaccard, permutations, process_memo,
                           set_jaccard, shingle_sets)
 from udfs.signature_format import EMPTY_SLOT
 from udfs.text import CHAR_CLASSES, LOWERCASE, SPACE, WORD
@@ -302,7 +302,10 @@ def test_pair_jaccard_looks_documents_up_by_id_in_concatenated_sets():
     texts = ["a b c d e f", "a b c d e g", "", "x y z", "a b c d e f"]
     ids = np.array([40, -7, 5, 12, 40])  # any order; a repeated id comes with the same text
     batches = [texts[:2], texts[2:3], [], texts[3:]]  # shingled in parts, as a task receives them
-    sets = ShingleSets.concat([shingle_sets(pa.array(b, pa.string()), ngram=2, char_ngrams=False) for b in batches])
+    table = ShingleSetTable(ngram=2, char_ngrams=False)
+    for batch in batches:
+        table.add(pa.array(batch, pa.string()))
+    sets = table.sets()
     src, dst = np.array([40, 40, -7, 12, 5]), np.array([-7, 12, 12, 40, 40])
     got = pair_jaccard(ids, sets, src, dst)
     python = {i: python_shingle_set(t, 2, False) for i, t in zip(ids, texts)}
@@ -310,6 +313,26 @@ def test_pair_jaccard_looks_documents_up_by_id_in_concatenated_sets():
     assert got[0] == 4 / 6 and got[1] == 0.0 and got[4] == 0.0
     with pytest.raises(KeyError):
         pair_jaccard(ids, sets, np.array([40]), np.array([13]))
+
+
+def test_a_table_grown_batch_by_batch_holds_the_sets_of_one_call():
+    """Batches whose sets outgrow the table's room (single letters: a distinct 5-gram per two
+    bytes) and a batch of malformed UTF-8, which the kernel shingles twice from the same place."""
+    rng = np.random.default_rng(3)
+    letters = [" ".join(rng.choice(list("abcdefghij"), int(rng.integers(0, 3000)))) for _ in range(12)]
+    malformed = string_array([b"ABC DEF \xc1\x81 GHI JKL MNO PQR", b"stu vwx yz0 123 456"])  # Arrow reads "a"
+    batches = [pa.array(letters[:5]), malformed, pa.array(letters[5:6]), pa.array([], pa.string()),
+               pa.array(letters[6:])]
+    table = ShingleSetTable(ngram=5, char_ngrams=False)
+    for batch in batches:
+        table.add(batch)
+    grown = table.sets()
+    at_once = shingle_sets(pa.concat_arrays(batches), ngram=5, char_ngrams=False)
+    np.testing.assert_array_equal(grown.offsets, at_once.offsets)
+    np.testing.assert_array_equal(grown.values, at_once.values)
+    sizes = np.diff(grown.offsets)
+    assert list(sizes[:5]) == [len(python_shingle_set(t, 5, False)) for t in letters[:5]]
+    assert sizes[:5].sum() > sum(len(t) for t in letters[:5]) // 4  # more than the first batch's room
 
 
 def test_exact_jaccard_reads_malformed_utf8_as_arrow_does_and_nulls_as_empty():

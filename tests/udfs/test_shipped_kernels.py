@@ -36,7 +36,7 @@ IMPORTS = _imported_from_udfs()
 
 def test_the_stages_import_kernels_from_udfs():
     names = {name for _, _, name in IMPORTS}
-    assert {"compute_signatures", "band_keys", "signature_agreement", "shingle_sets"} <= names
+    assert {"compute_signatures", "band_keys", "signature_agreement", "ShingleSetTable"} <= names
 
 
 @pytest.mark.parametrize(("path", "module", "name"), IMPORTS, ids=[f"{p}:{n}" for p, _, n in IMPORTS])
