@@ -514,7 +514,7 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
     states = np.empty(longest + 1, dtype=np.uint64)
     spare = np.empty(longest + 1, dtype=np.uint64)
     ends = np.empty(2 * longest + 2, dtype=np.int64)
-    room = data.shape[0] // 4 + n_docs + 1  # about twice what text holds, so growth is rare
+    room = data.shape[0] // 4 + n_docs + 1  # a shingle per four bytes: more than texts hold, so growth is rare
     if values.shape[0] - filled < room:
         grown = np.empty(max(2 * values.shape[0], filled + room), dtype=np.uint64)
         grown[:filled] = values[:filled]
