@@ -140,7 +140,7 @@ class Checkpoints:
 
         ``spark.createDataFrame`` would carry the rows inside the tasks that read them: 3.6 MB
         a task for the 115,247 homed candidates of the 1 GB real slice (Spark warns from 1 MB),
-        over 100 MB at ``DedupConfig.broadcast_removed_ids``. A file is read like any checkpoint.
+        tens of MB at ``DedupConfig.broadcast_removed_ids``. A file is read like any checkpoint.
         Nothing is verified or reused: the caller makes the table again on every run.
         """
         sink = pa.BufferOutputStream()
