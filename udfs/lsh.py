@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from udfs.hashing import P5, _round, avalanche64
+from udfs.pairs import distinct_pairs
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -124,12 +125,7 @@ def bucket_pairs(keys: np.ndarray, ids: np.ndarray, all_pairs_up_to: int,
     if not src:
         return empty, empty
     a, b = np.concatenate(src), np.concatenate(dst)
-    src, dst = np.maximum(a, b), np.minimum(a, b)
-    order = np.lexsort((dst, src))
-    src, dst = src[order], dst[order]
-    distinct = np.ones(len(src), dtype=np.bool_)
-    distinct[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1])
-    return src[distinct], dst[distinct]
+    return distinct_pairs(np.maximum(a, b), np.minimum(a, b))
 
 
 def member_order_keys(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
