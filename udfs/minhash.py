@@ -38,12 +38,14 @@ part of the on-disk format, pinned by a golden test. Changing any of them requir
 
 Speed: lowercasing is folded into the scan (Arrow's own case mapping, tabulated per code
 point; malformed UTF-8, rare, falls back to Arrow's pass). The scan copies and hashes runs
-of ASCII word bytes in a tight loop with one unpredictable branch per token; other code
-points take a table-driven step. Shingle rounds run across all windows at once, and the
-MinHash loop runs permutations outside and shingles inside, a min-reduction; both
-vectorise. At 256 permutations the scan is about 60 % of the cost and the MinHash loop the
-rest (figures: BENCHMARKS.md, "Dedup speed and memory"). A text met before is not signed
-again: :class:`SignatureMemo` keeps the outputs of recent texts by a hash of their bytes.
+of ASCII word bytes in a tight loop with one unpredictable branch per token; other ASCII
+bytes (spaces and punctuation, over a third of source code) take a one-byte step without the
+case tables, and other code points a table-driven step. Shingle rounds run across all
+windows at once, and the MinHash loop runs permutations outside and shingles inside, a
+min-reduction; both vectorise. At 256 permutations the scan is about 60 % of the cost and
+the MinHash loop the rest (figures: BENCHMARKS.md, "Dedup speed and memory"). A text met
+before is not signed again: :class:`SignatureMemo` keeps the outputs of recent texts by a
+hash of their bytes.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def _scan(data, start, end, tables, fold_case, scratch, units):
     word bytes still go through the lowercase table, which leaves them as they are.
 
     ASCII word bytes take :func:`_ascii_words`; everything else goes one code point at a
-    time. (This code point step stays written out here: moved into a helper that takes the
+    time, other ASCII bytes without decoding or case mapping (each is its own lowercase).
+    (This code point step stays written out here: moved into a helper that takes the
     arrays, Numba reference-counts them on every call, which doubles the cost of
     non-ASCII text.)
     """
@@ -142,18 +145,19 @@ def _scan(data, start, end, tables, fold_case, scratch, units):
                                                          scratch, length, units, tokens, token_hash)
             continue
         byte = data[i]
-        if byte < 0x80:
-            cp, width = np.int64(byte), 1
+        if byte < 0x80:  # not a word byte (those took the fast path), so its own lowercase
+            lowered = packed = np.int64(byte)
+            width = out_width = 1
         else:
             cp, width = decode_utf8(data, i, end)
-            if fold_case and not well_formed(data, i, cp, width):
-                return length, -1
-        if fold_case:
-            lowered = np.int64(lowercase_table[cp])
-            packed, out_width = encode_utf8(lowered)
-        else:  # keep the bytes as they are, malformed ones included
-            lowered = cp
-            packed, out_width = np.int64(load_le(data, i, width)), width
+            if fold_case:
+                if not well_formed(data, i, cp, width):
+                    return length, -1
+                lowered = np.int64(lowercase_table[cp])
+                packed, out_width = encode_utf8(lowered)
+            else:  # keep the bytes as they are, malformed ones included
+                lowered = cp
+                packed, out_width = np.int64(load_le(data, i, width)), width
         cls = classes[lowered]
         if in_token and cls != WORD:
             units[tokens] = token_hash
