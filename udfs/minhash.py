@@ -498,6 +498,17 @@ def _sorted_distinct(values, count, spare, ends):
     return distinct
 
 
+@njit(inline="always")
+def _with_room(values, filled, needed):
+    """``values`` if ``needed`` more fit after ``values[:filled]``, else a copy of its filled part
+    in an array at least twice as long (so that appending costs amortised constant time)."""
+    if filled + needed <= values.shape[0]:
+        return values
+    grown = np.empty(max(2 * values.shape[0], filled + needed), dtype=np.uint64)
+    grown[:filled] = values[:filled]
+    return grown
+
+
 @njit(cache=True)
 def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mode, set_offsets, values, filled):
     """Appends the sorted distinct shingle hashes of every document to ``values[:filled]``;
@@ -518,11 +529,8 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
     states = np.empty(longest + 1, dtype=np.uint64)
     spare = np.empty(longest + 1, dtype=np.uint64)
     ends = np.empty(2 * longest + 2, dtype=np.int64)
-    room = data.shape[0] // 4 + n_docs + 1  # a shingle per four bytes: more than texts hold, so growth is rare
-    if values.shape[0] - filled < room:
-        grown = np.empty(max(2 * values.shape[0], filled + room), dtype=np.uint64)
-        grown[:filled] = values[:filled]
-        values = grown
+    # Room for a shingle per four bytes: more than texts hold, so growing in the loop is rare.
+    values = _with_room(values, filled, data.shape[0] // 4 + n_docs + 1)
     set_offsets[0] = filled
     for d in range(n_docs):
         count = 0
@@ -531,10 +539,7 @@ def _shingle_sets_kernel(offsets, data, valid, tables, fold_case, ngram, char_mo
             if n_units < 0:
                 return False, values, filled
             count = _sorted_distinct(states, _shingle_hashes(lanes, n_units, ngram, states), spare, ends)
-        if filled + count > values.shape[0]:
-            grown = np.empty(max(2 * values.shape[0], filled + count), dtype=np.uint64)
-            grown[:filled] = values[:filled]
-            values = grown
+        values = _with_room(values, filled, count)
         values[filled:filled + count] = states[:count]
         filled += count
         set_offsets[d + 1] = filled
