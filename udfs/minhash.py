@@ -417,6 +417,12 @@ class SignatureBatch:
     lengths: np.ndarray
 
 
+def _check_ngram(ngram: int) -> None:
+    """Both kernels take shingle windows of 1 to ``MAX_NGRAM`` units."""
+    if not 1 <= ngram <= MAX_NGRAM:
+        raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+
+
 def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ngrams: bool,
                        a: np.ndarray, b: np.ndarray, memo: SignatureMemo | None = None) -> SignatureBatch:
     """Run the fused kernel on a batch of texts (nulls give empty results).
@@ -424,8 +430,7 @@ def compute_signatures(texts: pa.Array | pa.ChunkedArray, *, ngram: int, char_ng
     Texts in ``memo`` are not signed again, and the ones signed here are added to it; without one,
     repeats within the batch are still signed once.
     """
-    if not 1 <= ngram <= MAX_NGRAM:
-        raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+    _check_ngram(ngram)
     n = len(texts)
     sigs = np.empty((n, a.shape[0]), dtype=np.uint32)
     hi = np.zeros(n, dtype=np.uint64)
@@ -565,8 +570,7 @@ class ShingleSetTable:
     """
 
     def __init__(self, *, ngram: int, char_ngrams: bool) -> None:
-        if not 1 <= ngram <= MAX_NGRAM:
-            raise ValueError(f"ngram must be in [1, {MAX_NGRAM}]")
+        _check_ngram(ngram)
         self.ngram, self.char_ngrams = ngram, char_ngrams
         self._offsets = [np.zeros(1, dtype=np.int64)]
         self._values, self._filled = np.empty(0, dtype=np.uint64), 0
