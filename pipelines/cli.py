@@ -86,8 +86,10 @@ def input_config(args: argparse.Namespace, id_column: bool = True) -> InputConfi
 
 
 def spark_config(args: argparse.Namespace, app_name: str) -> SparkConfig:
+    """The options of :func:`add_spark_arguments` as a ``SparkConfig``; Spark's progress bar goes with the
+    progress lines (off under ``--quiet``)."""
     return SparkConfig(master=args.master, shuffle_partitions=args.shuffle_partitions,
-                       driver_memory=args.driver_memory, app_name=app_name)
+                       driver_memory=args.driver_memory, app_name=app_name, progress_bar=log_config(args).progress)
 
 
 INTERRUPTED = "interrupted; rerun the same command to resume"

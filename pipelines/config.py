@@ -114,6 +114,7 @@ class SparkConfig:
     # hashing that the quick compiler (C1) handles well.
     driver_java_options: str = "-XX:TieredStopAtLevel=1"
     ui: bool = True
+    progress_bar: bool = False  # Spark's console progress bar, when the job starts Spark itself
     log_level: str = "WARN"
     # Parquet is written with zstd. Level 1 writes this project's text outputs and checkpoints
     # faster than level 3, for somewhat larger files (BENCHMARKS.md, "Dedup speed and memory").
@@ -376,7 +377,6 @@ class PrepareConfig:
     stages: tuple[str, ...] = PREPARE_STAGES
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
-    progress_bar: bool = False  # Spark's console progress bar, when the run starts Spark itself
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(PREPARE_STAGES)

@@ -72,6 +72,10 @@ GENERATED_CODE_FROM_BYTES = 64 * 2**20
 # query, BENCHMARKS.md). A JVM whose jars no longer match ignores it.
 CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
 
+# The JVM's log configuration when the job starts Spark itself: warnings and errors, without the
+# start-up notes a local run cannot act on (the file says which).
+LOG_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+
 # PySpark's worker daemon run through :mod:`pipelines.worker_daemon`, which has the workers import
 # PySpark from its installed package's byte code rather than compile it from Spark's zip: 0.5 s
 # sooner to the first Python task of a local job (BENCHMARKS.md).
@@ -115,21 +119,24 @@ def start_spark(cfg: SparkConfig) -> None:
     importlib.import_module("pyspark.testing.utils")
 
 
-def get_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
-    """``progress_bar``: Spark's console progress bar when Spark starts here (under ``spark-submit``,
-    ``--conf spark.ui.showConsoleProgress=true``); the launch arguments of ``PYSPARK_SUBMIT_ARGS``
-    carry it, so a value the user set there wins."""
+def get_spark(cfg: SparkConfig) -> SparkSession:
+    """The session of ``cfg``: the one :func:`start_spark` is starting for it, or a new one."""
     global _starting
-    if _starting is not None and _starting[0] == cfg and not progress_bar:
+    if _starting is not None and _starting[0] == cfg:
         future, _starting = _starting[1], None
         return future.result()
-    return _new_spark(cfg, progress_bar)
+    return _new_spark(cfg)
 
 
-def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
+def _new_spark(cfg: SparkConfig) -> SparkSession:
     submitted = under_spark_submit()
-    if progress_bar and not submitted:
-        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.showConsoleProgress=true pyspark-shell")
+    if not submitted:
+        # PySpark launches its JVM as a "pyspark-shell", for which Spark turns its console progress
+        # bar on unless told otherwise, so it is told either way (``cfg.progress_bar``). The launch
+        # arguments of ``PYSPARK_SUBMIT_ARGS`` carry it: a value the user set there wins. Under
+        # ``spark-submit`` the bar is the submission's ``--conf spark.ui.showConsoleProgress``.
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS",
+                              f"--conf spark.ui.showConsoleProgress={str(cfg.progress_bar).lower()} pyspark-shell")
     builder = SparkSession.builder.appName(cfg.app_name)
     master = cfg.master or (None if submitted else "local[*]")
     if master:
@@ -138,7 +145,7 @@ def _new_spark(cfg: SparkConfig, progress_bar: bool = False) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if not submitted:
-            options = cfg.driver_java_options
+            options = f"{cfg.driver_java_options} -Dlog4j2.configurationFile={LOG_CONFIG}"
             if os.path.exists(CLASS_ARCHIVE):
                 options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
             builder = (builder.config("spark.driver.memory", cfg.driver_memory)

@@ -14,7 +14,7 @@ import argparse
 from pipelines.cli import JobParser, add_input_arguments, add_spark_arguments, spark_config
 from pipelines.config import PREPARE_STAGES, PrepareConfig, ReportConfig, stage_dir
 from pipelines.dedup.cli import add_dedup_arguments, dedup_config
-from pipelines.logs import add_logging_arguments, log_config
+from pipelines.logs import add_logging_arguments
 from pipelines.options import comma_list
 from pipelines.pack.cli import add_pack_arguments, pack_config
 
@@ -54,7 +54,7 @@ def prepare_config(args: argparse.Namespace) -> PrepareConfig:
     pack = pack_config(argparse.Namespace(**{**values, "input": stage_dir(output, "dedup"), "input_format": "auto",
                                              "output": stage_dir(output, "pack"), "pack__overwrite": True}))
     return PrepareConfig(output=output, dedup=dedup, pack=pack, stages=args.stages, force=args.force,
-                         spark=spark_config(args, "corpus-prep"), progress_bar=log_config(args).progress)
+                         spark=spark_config(args, "corpus-prep"))
 
 
 def report_parser() -> argparse.ArgumentParser:

@@ -67,7 +67,7 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
     check_paths(cfg.dedup.input.path, cfg.output, overwrite=True, list_input="dedup" in cfg.stages)
     if "pack" in cfg.stages and cfg.pack.tokenizer.path:
         load_tokenizer_file(cfg.pack.tokenizer)
-    spark = spark or get_spark(cfg.spark, progress_bar=cfg.progress_bar)
+    spark = spark or get_spark(cfg.spark)
     fs = HadoopFs(spark)
     result = PrepareResult(cfg.output)
     timer = StageTimer("prepare", spark)

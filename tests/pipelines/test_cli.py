@@ -128,7 +128,8 @@ def test_wheel_ships_entry_points_jobs_dataproc_and_only_executor_dependencies(t
         metadata = zf.read(info).decode()
         entry_points = zf.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert {"jobs/__main__.py", "jobs/dedup.py", "jobs/pack.py", "jobs/prepare.py", "jobs/report.py",
-            "dataproc/commands.py", "dataproc/requirements.txt", "runtime/__main__.py"} <= names
+            "dataproc/commands.py", "dataproc/requirements.txt", "runtime/__main__.py",
+            "pipelines/log4j2.properties"} <= names
     assert "corpus-prep = jobs.__main__:main" in entry_points
     assert "corpus-prep-runtime = runtime.__main__:main" in entry_points
     core = [line.split(":", 1)[1].strip() for line in metadata.splitlines()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -143,3 +146,20 @@ def test_log_level_and_quiet(cfg, shown):
     lines = stream.getvalue().splitlines()
     assert {line.split()[1] for line in lines} == shown
     assert all("corpus_prep.dedup: from corpus-prep at" in line for line in lines)
+
+
+def test_a_quiet_job_prints_its_summary_and_no_progress(tmp_path):
+    """The README's command under ``--quiet``: the summary on stdout, and on stderr neither progress
+    lines nor Spark's progress bar, which PySpark's launcher turns on unless told otherwise, nor
+    the start-up notes ``pipelines/log4j2.properties`` keeps out. Run as a user runs it, in a fresh
+    process without the test session's launch settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_SUBMIT"))}
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "dedup.py"), "--input", SAMPLE,
+                          "--output", str(tmp_path / "out"), "--quiet"],
+                         env={**env, "PYTHONPATH": ROOT}, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout)["kept"] > 0
+    assert "[Stage " not in run.stderr
+    assert not [line for line in run.stderr.splitlines() if "corpus_prep" in line]
+    assert not [line for line in run.stderr.splitlines()
+                if "log4j profile" in line or "NativeCodeLoader" in line or "loopback address" in line]
