@@ -73,8 +73,18 @@ GENERATED_CODE_FROM_BYTES = 64 * 2**20
 CLASS_ARCHIVE = os.environ.get("CORPUS_PREP_CLASS_ARCHIVE", os.path.join(sys.prefix, "corpus-prep-classes.jsa"))
 
 # The JVM's log configuration when the job starts Spark itself: warnings and errors, without the
-# start-up notes a local run cannot act on (the file says which).
+# start-up notes a local run cannot act on (the file says which). A log4j2 configuration in
+# Spark's configuration directory, which Spark puts on the JVM's class path, is the user's, and wins.
 LOG_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+
+
+def jvm_log_options() -> str:
+    """``-Dlog4j2.configurationFile=LOG_CONFIG`` unless Spark's configuration directory has a log4j2 file."""
+    spark_home = os.environ.get("SPARK_HOME")
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (os.path.join(spark_home, "conf") if spark_home else None)
+    if conf_dir and os.path.isdir(conf_dir) and any(name.startswith("log4j2") for name in os.listdir(conf_dir)):
+        return ""
+    return f" -Dlog4j2.configurationFile={LOG_CONFIG}"
 
 # PySpark's worker daemon run through :mod:`pipelines.worker_daemon`, which has the workers import
 # PySpark from its installed package's byte code rather than compile it from Spark's zip: 0.5 s
@@ -145,7 +155,7 @@ def _new_spark(cfg: SparkConfig) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         if not submitted:
-            options = f"{cfg.driver_java_options} -Dlog4j2.configurationFile={LOG_CONFIG}"
+            options = cfg.driver_java_options + jvm_log_options()
             if os.path.exists(CLASS_ARCHIVE):
                 options += f" -XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off"
             builder = (builder.config("spark.driver.memory", cfg.driver_memory)

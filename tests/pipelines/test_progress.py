@@ -15,6 +15,7 @@ import pytest
 from pipelines.config import InputConfig, LogConfig, PackConfig, TokenizerConfig
 from pipelines.logs import configure_logging
 from pipelines.pack.pipeline import run_pack
+from pipelines.spark_session import LOG_CONFIG, jvm_log_options
 from pipelines.timing import StageTimer
 from tests.conftest import ROOT
 from tests.pipelines.dedup.dedup_helpers import dedup
@@ -163,3 +164,13 @@ def test_a_quiet_job_prints_its_summary_and_no_progress(tmp_path):
     assert not [line for line in run.stderr.splitlines() if "corpus_prep" in line]
     assert not [line for line in run.stderr.splitlines()
                 if "log4j profile" in line or "NativeCodeLoader" in line or "loopback address" in line]
+
+
+def test_a_log4j2_file_in_sparks_configuration_directory_wins_over_the_jobs(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPARK_HOME", raising=False)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert jvm_log_options() == f" -Dlog4j2.configurationFile={LOG_CONFIG}"
+    (tmp_path / "spark-defaults.conf").write_text("")
+    assert jvm_log_options() == f" -Dlog4j2.configurationFile={LOG_CONFIG}"
+    (tmp_path / "log4j2.properties").write_text("rootLogger.level = info\n")
+    assert jvm_log_options() == ""
