@@ -41,9 +41,11 @@ _CACHE: dict[str, object] = {}
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """How a document's tokens become its stream; small enough to ship in every task's closure
-    (the tokenizer, megabytes, travels apart: ``tokenize_batch``)."""
+    """How a document becomes a token stream. It travels in every tokenizing task's closure, the
+    tokenizer file (megabytes) included: PySpark sends a task's Python function as a broadcast,
+    once per executor, when it is over ``spark.broadcast.UDFCompressionThreshold`` (1 MB)."""
 
+    tokenizer_json: str
     eos_id: int
     bos_id: int | None = None
     max_doc_tokens: int | None = None
@@ -125,9 +127,8 @@ def text_keys(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return hi.view(np.int64), lo.view(np.int64)
 
 
-def tokenize_batch(texts: pa.Array, tokenizer_json: str, spec: StreamSpec) -> pa.RecordBatch:
-    """One output row per input text (status says whether it was tokenized), tokenized by the
-    tokenizer file ``tokenizer_json`` (parsed once per process: :func:`load_tokenizer`)."""
+def tokenize_batch(texts: pa.Array, spec: StreamSpec) -> pa.RecordBatch:
+    """One output row per input text (status says whether it was tokenized)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     n = len(texts)
@@ -135,7 +136,7 @@ def tokenize_batch(texts: pa.Array, tokenizer_json: str, spec: StreamSpec) -> pa
     valid = texts.is_valid().to_numpy(zero_copy_only=False)
     py = texts.to_pylist()
     chosen = np.flatnonzero(valid & (pc.binary_length(texts).fill_null(0).to_numpy() > 0))
-    flat, lengths = encode_texts(load_tokenizer(tokenizer_json), [py[i] for i in chosen])
+    flat, lengths = encode_texts(load_tokenizer(spec.tokenizer_json), [py[i] for i in chosen])
     status = np.where(valid, STATUS_EMPTY, STATUS_NULL).astype(np.int32)
     n_content = np.zeros(n, dtype=np.int64)
     n_content[chosen] = lengths

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
@@ -141,36 +140,19 @@ def _provenance(cfg: PackConfig, documents: DataFrame, dedup_stats: dict | None)
     return [doc_id_column(documents).alias("doc_id"), source.alias("source")]
 
 
-def write_streams(documents: DataFrame, text_column: str, provenance: list, tokenizer_json: str,
-                  spec: StreamSpec, token_dtype: str, path: str) -> None:
-    """Tokenize every document into ``path`` (``STREAMS``, uncompressed: token ids barely compress).
-
-    The tokenizer file reaches the executors as a broadcast, once each, not in every task's
-    closure: tokenizer files are megabytes (a 32,000-token BPE about 2 MB, Llama 3's 9 MB), and
-    Spark warns of every task that large. The broadcast is dropped once the streams are written.
-    """
-    tokenizer = documents.sparkSession.sparkContext.broadcast(tokenizer_json)
-    try:
-        (map_in_arrow(documents.select(F.col(text_column), *provenance), tokenize_task(tokenizer, spec, token_dtype),
-                      STREAMS)
-         .write.mode("overwrite").option("compression", "none").parquet(path))
-    finally:
-        tokenizer.destroy()
-
-
-def tokenize_task(tokenizer: Broadcast, spec: StreamSpec, token_dtype: str):
-    """The task of :func:`write_streams`: its closure holds the broadcast's handle, not the tokenizer."""
+def _tokenize(documents: DataFrame, text_column: str, provenance: list, spec: StreamSpec,
+              token_dtype: str) -> DataFrame:
     np_dtype = ShardSpec.numpy_dtype(token_dtype)
 
     def run(batches):
         # Spark runs one task per core; a tokenizer thread pool inside each task only oversubscribes
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         for batch in batches:
-            streams = ids_as_binary(tokenize_batch(batch.column(0), tokenizer.value, spec), np_dtype)
+            streams = ids_as_binary(tokenize_batch(batch.column(0), spec), np_dtype)
             yield pa.RecordBatch.from_arrays([*streams.columns, batch.column(1), batch.column(2)],
                                              names=[*streams.schema.names, "doc_id", "source"])
 
-    return run
+    return map_in_arrow(documents.select(F.col(text_column), *provenance), run, STREAMS)
 
 
 def _counts(tokenized: DataFrame, seq_len: int) -> tuple[dict, dict]:
@@ -213,10 +195,11 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
     token_dtype = token_dtype_for(tok.vocab_size)
 
     with timer.stage("tokenize") as progress:
-        spec = StreamSpec(tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
+        spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
         work = out.path("_work", "tokens")
         provenance = _provenance(cfg, corpus.documents, dedup_stats)
-        write_streams(corpus.documents, corpus.text_column, provenance, tok.json, spec, token_dtype, work)
+        (_tokenize(corpus.documents, corpus.text_column, provenance, spec, token_dtype)
+         .write.mode("overwrite").option("compression", "none").parquet(work))
         tokenized = spark.read.schema(STREAMS).parquet(work)
         counts, by_source = _counts(tokenized, cfg.seq_len)
         conform(tokenized.withColumnRenamed("n_stream", "tokens"), DOCUMENTS, "documents").write.parquet(

@@ -13,17 +13,17 @@ from udfs.tokenize import STATUS_EMPTY, STATUS_NULL, STATUS_OK, StreamSpec, buil
 def test_streams_place_bos_and_eos_explicitly():
     flat = np.array([10, 11, 12, 20, 30, 31], dtype=np.int32)
     lengths = np.array([3, 1, 2], dtype=np.int64)
-    ids, offsets, dropped = build_streams(flat, lengths, StreamSpec(eos_id=1, bos_id=2))
+    ids, offsets, dropped = build_streams(flat, lengths, StreamSpec("", eos_id=1, bos_id=2))
     assert ids.tolist() == [2, 10, 11, 12, 1, 2, 20, 1, 2, 30, 31, 1]
     assert offsets.tolist() == [0, 5, 8, 12] and dropped.tolist() == [0, 0, 0]
-    ids, offsets, _ = build_streams(flat, lengths, StreamSpec(eos_id=1))
+    ids, offsets, _ = build_streams(flat, lengths, StreamSpec("", eos_id=1))
     assert ids.tolist() == [10, 11, 12, 1, 20, 1, 30, 31, 1]
 
 
 def test_cap_keeps_eos_and_counts_dropped_tokens():
     flat = np.arange(100, 110, dtype=np.int32)
     lengths = np.array([7, 3], dtype=np.int64)
-    ids, offsets, dropped = build_streams(flat, lengths, StreamSpec(eos_id=1, bos_id=2, max_doc_tokens=5))
+    ids, offsets, dropped = build_streams(flat, lengths, StreamSpec("", eos_id=1, bos_id=2, max_doc_tokens=5))
     assert ids.tolist() == [2, 100, 101, 102, 1, 2, 107, 108, 109, 1]
     assert dropped.tolist() == [4, 0]
 
@@ -39,7 +39,8 @@ def word_tokenizer():
 
 def test_tokenize_batch_statuses_and_oracle(word_tokenizer):
     texts = pa.array(["the cat sat", None, "", "dog on the mat", "the cat sat", "   "])
-    out = tokenize_batch(texts, word_tokenizer.to_str(), StreamSpec(eos_id=1, bos_id=2))
+    spec = StreamSpec(word_tokenizer.to_str(), eos_id=1, bos_id=2)
+    out = tokenize_batch(texts, spec)
     assert out.column("status").to_pylist() == [STATUS_OK, STATUS_NULL, STATUS_EMPTY, STATUS_OK, STATUS_OK,
                                                 STATUS_EMPTY]
     expected = [[2] + e.ids + [1] for e in word_tokenizer.encode_batch(["the cat sat", "dog on the mat"],
@@ -58,5 +59,5 @@ def test_tokenizer_post_processor_cannot_add_a_second_bos(word_tokenizer):
     tok = Tokenizer.from_str(word_tokenizer.to_str())
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     tok.enable_truncation(2)
-    out = tokenize_batch(pa.array(["the cat sat on the mat"]), tok.to_str(), StreamSpec(eos_id=1, bos_id=2))
+    out = tokenize_batch(pa.array(["the cat sat on the mat"]), StreamSpec(tok.to_str(), eos_id=1, bos_id=2))
     assert out.column("ids").to_pylist() == [[2, 4, 6, 8, 9, 4, 10, 1]]  # no truncation, one BOS

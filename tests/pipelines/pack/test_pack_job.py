@@ -13,19 +13,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyspark import cloudpickle
 from tokenizers import Tokenizer
 
 from pipelines.config import InputConfig, PackConfig, TokenizerConfig
 from pipelines.io.publish import OutputExists
 from pipelines.io.readers import InputError
-from pipelines.pack.pipeline import run_pack, tokenize_task
+from pipelines.pack.pipeline import run_pack
 from pipelines.pack.verify import verify_shards
 from schemas.packed import load_manifest
 from udfs.packing import unpack_segments
 from tests.conftest import tfrecord_records, train_local_tokenizer
 from udfs.tfrecord import CorruptShardError, decode_example
-from udfs.tokenize import StreamSpec
 
 SEQ_LEN = 64
 WORDS = ("the of and to in is was for on that with as by at from it an be this which or "
@@ -317,15 +315,3 @@ def test_tensorflow_reads_the_tfrecord_shards(packed):
         assert len(parsed) == table.num_rows == tf_entry["rows"]
         for name in spec:
             assert [r[name].tolist() for r in parsed] == table.column(name).to_pylist()
-
-
-def test_each_task_ships_the_tokenizers_broadcast_not_the_tokenizer(spark):
-    """Tokenizer files are megabytes; Spark would put one into every tokenizing task's closure."""
-    context = spark.sparkContext
-    tokenizer = context.broadcast("x" * 2**21)  # stands in for a 2 MB tokenizer.json
-    try:
-        shipped = len(cloudpickle.dumps(tokenize_task(tokenizer, StreamSpec(eos_id=0), "uint16")))
-    finally:
-        context._pickled_broadcast_vars.clear()  # pickling registered it for the session's next Python job
-        tokenizer.destroy()
-    assert shipped < 2**16
