@@ -10,8 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 
+# Stop before pip runs out of disk halfway through an install (its error names no size).
+need_disk() {  # need_disk GB WHAT
+    local free_gb
+    free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
+    if (( free_gb < $1 )); then
+        echo "error: $2 needs about $1 GB free on this disk; $free_gb GB free" >&2
+        exit 1
+    fi
+}
+
 if [[ "${1:-}" == "--airflow" ]]; then
     if [[ ! -x .venv-airflow/bin/python ]]; then
+        need_disk 3 ".venv-airflow (2.1 GB installed)"
         "$python" -m venv .venv-airflow
     fi
     .venv-airflow/bin/python -m pip install --quiet --upgrade pip
@@ -26,6 +37,8 @@ if [[ "${1:-}" == "--airflow" ]]; then
 fi
 
 if [[ "${1:-}" == "--xla" ]]; then
+    # 8.5 GB installed: PyPI's torch 2.9 for Linux is the CUDA build, with 4.3 GB of NVIDIA libraries
+    [[ -x .venv-xla/bin/python ]] || need_disk 10 ".venv-xla (torch 2.9 with its CUDA libraries)"
     [[ -x .venv-xla/bin/python ]] || "$python" -m venv .venv-xla
     .venv-xla/bin/python -m pip install --quiet --upgrade pip
     # torchao matched to torch 2.9 (transformers imports torchao whenever it is installed, and a newer
@@ -48,6 +61,7 @@ if [[ -z "$java_major" || "$java_major" -lt 17 ]]; then
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
+    need_disk 4 ".venv (2.6 GB installed with --runtime)"
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
