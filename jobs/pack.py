@@ -13,8 +13,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.cli import run_job  # noqa: E402
+from pipelines.config import PackConfig  # noqa: E402
+from pipelines.io.paths import check_paths  # noqa: E402
+from pipelines.pack import warm  # noqa: E402
 from pipelines.pack.cli import pack_config, pack_parser  # noqa: E402
-from pipelines.pack.pipeline import run_pack  # noqa: E402
+from pipelines.pack.tokenizer import load_tokenizer_file  # noqa: E402
+from pipelines.spark_session import start_spark  # noqa: E402
 
 
 def report(result) -> str:
@@ -23,8 +27,19 @@ def report(result) -> str:
                        "stage_seconds": result.stage_seconds}, indent=2)
 
 
+def run(cfg: PackConfig):
+    """``run_pack(cfg)``, its module imported while Spark starts (:func:`start_spark`)."""
+    check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # a bad path or tokenizer file is refused
+    if cfg.tokenizer.path:                                    # before Spark starts
+        load_tokenizer_file(cfg.tokenizer)
+    start_spark(cfg.spark, kernels=warm.load_kernels)
+    from pipelines.pack.pipeline import run_pack
+
+    return run_pack(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_job(argv, pack_parser(), pack_config, run_pack, report)
+    return run_job(argv, pack_parser(), pack_config, run, report)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ come from the submission and are left alone.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -100,13 +101,13 @@ def under_spark_submit() -> bool:
 _starting: tuple[SparkConfig, Future] | None = None
 
 
-def start_spark(cfg: SparkConfig) -> None:
+def start_spark(cfg: SparkConfig, kernels: Callable[[], None] | None = None) -> None:
     """Start ``get_spark(cfg)``'s session in a background thread and return at once.
 
     A job's fixed cost starts with two waits in a row: the JVM's start (2-3 s to a session) and
     the import of the pipeline (about a second: NumPy, Numba, SciPy, Matplotlib). Started here,
     before the import, the two overlap, and the session's first Python worker starts loading the
-    kernels as soon as the session is up (:func:`warm_python_workers`). The job's own
+    job's ``kernels`` as soon as the session is up (:func:`warm_python_workers`). The job's own
     ``get_spark(cfg)`` waits for this session and returns it, or raises the error that stopped
     it, in the job's thread.
     """
@@ -116,7 +117,7 @@ def start_spark(cfg: SparkConfig) -> None:
     def start() -> None:
         try:
             spark = _new_spark(cfg)
-            warm_python_workers(spark)
+            warm_python_workers(spark, kernels=kernels)
             future.set_result(spark)
         except BaseException as err:  # raised by the get_spark that takes it
             future.set_exception(err)
@@ -186,10 +187,12 @@ def _new_spark(cfg: SparkConfig) -> SparkSession:
 _warm_ups: tuple[object, list[threading.Event]] | None = None
 
 
-def warm_python_workers(spark: SparkSession, workers: int = 1) -> threading.Event:
-    """Have ``workers`` Python workers load the kernels (:func:`udfs.warm.load_kernels`), each by a
-    one-task Spark job started in a background thread; the event returned is set when they are
-    over: wait for it before the first job that runs Python. Warm-ups still running count, so a
+def warm_python_workers(spark: SparkSession, workers: int = 1,
+                        kernels: Callable[[], None] | None = None) -> threading.Event:
+    """Have ``workers`` Python workers run ``kernels``, a function that loads a job's compiled
+    kernels (the dedup job's, :func:`udfs.warm.load_kernels`, by default), each by a one-task
+    Spark job started in a background thread; the event returned is set when they are over:
+    wait for it before the first job that runs Python. Warm-ups still running count, so a
     second call asks only for more.
 
     A Python worker is started by the first task that needs one and then reused by later tasks
@@ -209,19 +212,18 @@ def warm_python_workers(spark: SparkSession, workers: int = 1) -> threading.Even
     if not context.master.startswith("local") or spark.conf.get("spark.python.worker.reuse", "true") == "false":
         workers = 0
     for _ in range(workers - len(running)):
-        running.append(_start_warm_up(spark))
+        running.append(_start_warm_up(spark, kernels or _dedup_kernels))
     _warm_ups = (context, running)
     return _all_set(running)
 
 
-def _start_warm_up(spark: SparkSession) -> threading.Event:
+def _start_warm_up(spark: SparkSession, kernels: Callable[[], None]) -> threading.Event:
     done = threading.Event()
 
     def warm() -> None:
-        spark.sparkContext.setJobGroup("corpus-prep.dedup.warm-up",
-                                       "corpus-prep dedup warm-up: a Python worker, kernels loaded")
+        spark.sparkContext.setJobGroup("corpus-prep.warm-up", "corpus-prep warm-up: a Python worker, kernels loaded")
         try:
-            map_in_arrow(spark.range(1, numPartitions=1), _load_kernels, "id long").collect()
+            map_in_arrow(spark.range(1, numPartitions=1), functools.partial(_load_kernels, kernels), "id long").collect()
         except Exception:  # noqa: BLE001 - see warm_python_workers
             pass
         finally:
@@ -246,10 +248,15 @@ def _all_set(events: list[threading.Event]) -> threading.Event:
     return joined
 
 
-def _load_kernels(batches):
+def _dedup_kernels() -> None:
+    """The dedup job's kernels, imported only in the worker that loads them."""
     from udfs.warm import load_kernels
 
     load_kernels()
+
+
+def _load_kernels(kernels: Callable[[], None], batches):
+    kernels()
     for _ in batches:  # a worker that leaves input unread is not reused
         pass
     yield from ()

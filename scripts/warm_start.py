@@ -4,8 +4,9 @@
    and the machine code is cached beside its source (``udfs/__pycache__``), keyed by the source
    file, so that every later process loads it in a fraction of a second. Without this step the
    first job after a checkout compiles each kernel in every Python worker at once: about 20 s
-   of CPU per worker for the signature kernel alone. ``udfs.warm.load_kernels`` makes those
-   first calls with the types the jobs pass, so what is cached here is what the jobs load.
+   of CPU per worker for the signature kernel alone. ``udfs.warm.load_kernels`` (the dedup
+   job's kernels) and ``pipelines.pack.warm.load_kernels`` (the pack job's) make those first
+   calls with the types the jobs pass, so what is cached here is what the jobs load.
 2. **JVM classes.** The bundled sample is deduplicated once in a JVM that writes the classes it
    loaded to a class-data-sharing archive (``pipelines.spark_session.CLASS_ARCHIVE``, inside the
    environment whose jars it describes). A job that starts Spark itself maps them from there
@@ -24,6 +25,7 @@ sys.path.insert(0, ROOT)
 
 from pipelines.config import DEDUP_SPARK, DedupConfig, InputConfig  # noqa: E402
 from pipelines.spark_session import CLASS_ARCHIVE, get_spark  # noqa: E402
+from pipelines.pack import warm as pack_warm  # noqa: E402
 from udfs.warm import load_kernels  # noqa: E402
 
 
@@ -51,6 +53,7 @@ def archive_classes() -> None:
 def main() -> None:
     start = time.perf_counter()
     load_kernels()
+    pack_warm.load_kernels()
     print(f"kernels compiled and cached in {time.perf_counter() - start:.1f} s")
     archive_classes()
     print(f"JVM class archive {CLASS_ARCHIVE}: " + ("written" if os.path.exists(CLASS_ARCHIVE) else "NOT written"))

@@ -51,3 +51,12 @@ def rows_from_binary(arr: pa.Array | pa.ChunkedArray, dtype: np.dtype, width: in
         raise ValueError(f"expected binary values of {item} bytes each")
     data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[0] + n * item]
     return data.view(dtype).reshape(n, width)
+
+
+def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
+    """``columns`` after an Arrow IPC round trip, as a Python worker receives them from Spark."""
+    batch = pa.RecordBatch.from_arrays(list(columns), names=[str(k) for k in range(len(columns))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return pa.ipc.open_stream(sink.getvalue()).read_next_batch().columns

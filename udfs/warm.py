@@ -14,18 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from udfs.arrow_buffers import binary_from_rows, rows_from_binary
+from udfs.arrow_buffers import as_from_spark, binary_from_rows, rows_from_binary
 from udfs.lsh import band_keys, bucket_pairs, signature_agreement
 from udfs.minhash import compute_signatures, pair_jaccard, permutations, shingle_sets
-
-
-def as_from_spark(*columns: pa.Array) -> list[pa.Array]:
-    """``columns`` after an Arrow IPC round trip, as a Python worker receives them from Spark."""
-    batch = pa.RecordBatch.from_arrays(list(columns), names=[str(k) for k in range(len(columns))])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return pa.ipc.open_stream(sink.getvalue()).read_next_batch().columns
 
 
 def load_kernels(num_perm: int = 8, ngram: int = 5) -> None:

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.io.publish import OutputDir
 from pipelines.io.readers import InputError, read_corpus
+from pipelines.pack import warm
 from pipelines.pack.shards import Documents, ShardSpec, pack_partition_fn, write_shard
 from pipelines.pack.tokenizer import TokenizerInfo, load_tokenizer_file, train_tokenizer
 from pipelines.timing import StageTimer
@@ -101,24 +103,30 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
 
 
 def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
-    from pipelines.spark_session import get_spark
+    from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers
 
     # Before Spark starts: the paths, and a given tokenizer file with its special tokens.
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)
     given = load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None
     spark = spark or get_spark(cfg.spark)
+    # a Python worker loads the kernels while the JVM reads the corpus and the tokenizer trains
+    python_ready = warm_python_workers(spark, kernels=warm.load_kernels)
     input_cfg, dedup_stats = resolve_input(spark, cfg.input)
     corpus = read_corpus(spark, input_cfg)  # raises InputError before anything is written
     out = OutputDir(spark, _absolute(cfg.output), cfg.overwrite)
     timer = StageTimer("pack", spark)
+    fitted = FittedSettings(spark)  # session settings sized to this input, restored when the run ends
     try:
-        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, timer, given)
+        fitted.fit_code_generation(sum(f.size for f in HadoopFs(spark).files(input_cfg.path)))
+        manifest, timings = _run(spark, cfg, corpus, input_cfg, dedup_stats, out, timer, given, python_ready)
         with timer.stage("publish"):
             out.delete(out.path("_work"))
             out.publish()
     except BaseException:
         out.abandon()
         raise
+    finally:
+        fitted.restore()
     return PackResult(out.final, manifest, timings)
 
 
@@ -185,7 +193,8 @@ def shard_count(cfg: PackConfig, stream_tokens: int, documents: int, token_bytes
 
 
 def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, dedup_stats: dict | None,
-         out: OutputDir, timer: StageTimer, given: TokenizerInfo | None) -> tuple[dict, dict]:
+         out: OutputDir, timer: StageTimer, given: TokenizerInfo | None,
+         python_ready: threading.Event) -> tuple[dict, dict]:
     with timer.stage("tokenizer") as progress:
         tok = _tokenizer(cfg, corpus, given)
         for note in tok.notes:
@@ -198,6 +207,7 @@ def _run(spark: SparkSession, cfg: PackConfig, corpus, input_cfg: InputConfig, d
         spec = StreamSpec(tok.json, tok.eos_id, tok.bos_id, cfg.max_doc_tokens)
         work = out.path("_work", "tokens")
         provenance = _provenance(cfg, corpus.documents, dedup_stats)
+        python_ready.wait()  # the first tokenizing task then finds the warmed worker idle
         (_tokenize(corpus.documents, corpus.text_column, provenance, spec, token_dtype)
          .write.mode("overwrite").option("compression", "none").parquet(work))
         tokenized = spark.read.schema(STREAMS).parquet(work)

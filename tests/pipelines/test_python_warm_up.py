@@ -72,3 +72,52 @@ warm_python_workers(spark, 2).wait()  # one more warm-up, which starts a worker 
 print(json.dumps(kernels_loaded(2)))
 """)
     assert got == {"loaded": [True, True], "workers": 2}
+
+
+# The pack job in a one-core session, whose one Python worker runs every task in turn: what its
+# compiled kernels hold after the pack warm-up, and again after a whole pack run.
+PACK_PROBE = """
+import json, sys
+from pipelines.config import InputConfig, PackConfig, SparkConfig, TokenizerConfig
+from pipelines.pack import warm
+from pipelines.pack.pipeline import run_pack
+from pipelines.spark_session import _new_spark, warm_python_workers
+
+def compiled(batches):
+    import os, sys
+    import pyarrow as pa
+    from numba.core.dispatcher import Dispatcher
+    for _ in batches:
+        pass
+    kernels = {f"{module}.{name}": sorted(str(s) for s in value.overloads)
+               for module, m in list(sys.modules.items()) if module.startswith("udfs.")
+               for name, value in vars(m).items() if isinstance(value, Dispatcher)}
+    yield pa.RecordBatch.from_arrays([pa.array([json.dumps(kernels, sort_keys=True)]), pa.array([os.getpid()])],
+                                     names=["kernels", "pid"])
+
+def worker_kernels():
+    (row,) = spark.range(1, numPartitions=1).mapInArrow(compiled, "kernels string, pid long").collect()
+    return json.loads(row["kernels"]), row["pid"]
+
+spark = _new_spark(SparkConfig(master="local[1]", ui=False, log_level="ERROR"))
+warm_python_workers(spark, kernels=warm.load_kernels).wait()
+warmed, pid = worker_kernels()
+cfg = PackConfig(input=InputConfig(path=sys.argv[1]), output=sys.argv[2], seq_len=128, formats=["parquet", "tfrecord", "megatron"],
+                 tokenizer=TokenizerConfig(train=True, vocab_size=600))
+run_pack(cfg, spark=spark)
+after, pid_after = worker_kernels()
+print(json.dumps({"warmed": warmed, "after": after, "same_worker": pid == pid_after}))
+"""
+
+
+def test_the_pack_warm_up_leaves_the_pack_job_nothing_to_compile(tmp_path):
+    """Every kernel a pack run calls in a worker, with the types it passes, is loaded by the
+    warm-up: the run adds no compiled signature to any kernel of that worker."""
+    run = subprocess.run([sys.executable, "-c", PACK_PROBE, str(ROOT / "samples" / "hf_blog_sample.parquet"),
+                          str(tmp_path / "packed")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["same_worker"]
+    assert {"udfs.tokenize._keys", "udfs.packing.best_fit_decreasing"} <= {k for k, v in got["warmed"].items() if v}
+    assert got["after"] == got["warmed"]
