@@ -3,13 +3,14 @@
 As in the dedup job (``udfs.warm``), a new Python worker pays for its imports (NumPy, Numba,
 PyArrow, ``tokenizers``) and then for loading each kernel's cached machine code on its first
 call: about a second before the first batch is tokenized, which on a small corpus is most of
-the tokenize stage (BENCHMARKS.md, "Pack job"). :func:`load_kernels` tokenizes three documents
-with a tiny in-memory tokenizer and writes them as a shard in every format, for each token
-dtype and packing method, into a temporary directory: the calls the job's tasks make, with the
-types they pass. ``scripts/warm_start.py`` calls it to fill the cache once per environment;
-the job calls it in its first Python worker while the JVM reads the corpus and the tokenizer
-trains (``pipelines.spark_session.warm_python_workers``). Everything is imported inside, so the
-driver can name this function before its session starts without paying for those imports.
+the tokenize stage (BENCHMARKS.md, "Pack job: start-up on a small corpus"). :func:`load_kernels`
+tokenizes three documents with a tiny in-memory tokenizer and writes them as a shard in every
+format, for each token dtype and packing method, into a temporary directory: the calls the
+job's tasks make, with the types they pass. ``scripts/warm_start.py`` calls it to fill the
+cache once per environment; the job calls it in its first Python worker while the JVM reads
+the corpus and the tokenizer trains (``pipelines.spark_session.warm_python_workers``).
+Everything is imported inside, so the driver can name this function before its session starts
+without paying for those imports.
 """
 
 from __future__ import annotations
