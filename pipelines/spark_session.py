@@ -97,11 +97,18 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def _dedup_kernels() -> None:
+    """The dedup job's kernels, imported only in the worker that loads them."""
+    from udfs.warm import load_kernels
+
+    load_kernels()
+
+
 # The session :func:`start_spark` is starting, for the ``get_spark`` call with the same settings.
 _starting: tuple[SparkConfig, Future] | None = None
 
 
-def start_spark(cfg: SparkConfig, kernels: Callable[[], None] | None = None) -> None:
+def start_spark(cfg: SparkConfig, kernels: Callable[[], None] = _dedup_kernels) -> None:
     """Start ``get_spark(cfg)``'s session in a background thread and return at once.
 
     A job's fixed cost starts with two waits in a row: the JVM's start (2-3 s to a session) and
@@ -188,7 +195,7 @@ _warm_ups: tuple[object, list[threading.Event]] | None = None
 
 
 def warm_python_workers(spark: SparkSession, workers: int = 1,
-                        kernels: Callable[[], None] | None = None) -> threading.Event:
+                        kernels: Callable[[], None] = _dedup_kernels) -> threading.Event:
     """Have ``workers`` Python workers run ``kernels``, a function that loads a job's compiled
     kernels (the dedup job's, :func:`udfs.warm.load_kernels`, by default), each by a one-task
     Spark job started in a background thread; the event returned is set when they are over:
@@ -212,7 +219,7 @@ def warm_python_workers(spark: SparkSession, workers: int = 1,
     if not context.master.startswith("local") or spark.conf.get("spark.python.worker.reuse", "true") == "false":
         workers = 0
     for _ in range(workers - len(running)):
-        running.append(_start_warm_up(spark, kernels or _dedup_kernels))
+        running.append(_start_warm_up(spark, kernels))
     _warm_ups = (context, running)
     return _all_set(running)
 
@@ -246,13 +253,6 @@ def _all_set(events: list[threading.Event]) -> threading.Event:
 
     threading.Thread(target=join, name="python-worker-warm-ups", daemon=True).start()
     return joined
-
-
-def _dedup_kernels() -> None:
-    """The dedup job's kernels, imported only in the worker that loads them."""
-    from udfs.warm import load_kernels
-
-    load_kernels()
 
 
 def _load_kernels(kernels: Callable[[], None], batches):
