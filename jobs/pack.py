@@ -30,12 +30,11 @@ def report(result) -> str:
 def run(cfg: PackConfig):
     """``run_pack(cfg)``, its module imported while Spark starts (:func:`start_spark`)."""
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)  # a bad path or tokenizer file is refused
-    if cfg.tokenizer.path:                                    # before Spark starts
-        load_tokenizer_file(cfg.tokenizer)
+    given = load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None  # before Spark starts
     start_spark(cfg.spark, kernels=warm.load_kernels)
     from pipelines.pack.pipeline import run_pack
 
-    return run_pack(cfg)
+    return run_pack(cfg, tokenizer=given)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,12 +102,14 @@ def resolve_input(spark: SparkSession, cfg: InputConfig) -> tuple[InputConfig, d
     return data, stats
 
 
-def run_pack(cfg: PackConfig, spark: SparkSession | None = None) -> PackResult:
+def run_pack(cfg: PackConfig, spark: SparkSession | None = None, tokenizer: TokenizerInfo | None = None) -> PackResult:
+    """``tokenizer``: ``cfg.tokenizer.path`` as :func:`load_tokenizer_file` loaded it, where the
+    caller has already done so to refuse a bad file before Spark starts; otherwise loaded here."""
     from pipelines.spark_session import FittedSettings, get_spark, warm_python_workers
 
     # Before Spark starts: the paths, and a given tokenizer file with its special tokens.
     check_paths(cfg.input.path, cfg.output, cfg.overwrite)
-    given = load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None
+    given = tokenizer or (load_tokenizer_file(cfg.tokenizer) if cfg.tokenizer.path else None)
     spark = spark or get_spark(cfg.spark)
     # a Python worker loads the kernels while the JVM reads the corpus and the tokenizer trains
     python_ready = warm_python_workers(spark, kernels=warm.load_kernels)

@@ -22,7 +22,7 @@ from pipelines.errors import OneLineError, UserError
 from pipelines.io.hadoop import HadoopFs
 from pipelines.io.paths import check_paths
 from pipelines.pack.pipeline import run_pack
-from pipelines.pack.tokenizer import load_tokenizer_file
+from pipelines.pack.tokenizer import TokenizerInfo, load_tokenizer_file
 from pipelines.prepare import stages as st
 from pipelines.report.prepare import write_prepare_report
 from pipelines.spark_session import get_spark
@@ -65,8 +65,7 @@ class PrepareResult:
 def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> PrepareResult:
     # Before Spark starts (and before an hour of dedup): the paths, the tokenizer file.
     check_paths(cfg.dedup.input.path, cfg.output, overwrite=True, list_input="dedup" in cfg.stages)
-    if "pack" in cfg.stages and cfg.pack.tokenizer.path:
-        load_tokenizer_file(cfg.pack.tokenizer)
+    given = load_tokenizer_file(cfg.pack.tokenizer) if "pack" in cfg.stages and cfg.pack.tokenizer.path else None
     spark = spark or get_spark(cfg.spark)
     fs = HadoopFs(spark)
     result = PrepareResult(cfg.output)
@@ -78,7 +77,7 @@ def run_prepare(cfg: PrepareConfig, spark: SparkSession | None = None) -> Prepar
         result.stats, _ = _upstream(spark, fs, cfg.output, cfg.dedup.output, required="pack" in cfg.stages)
     if "pack" in cfg.stages:
         with timer.stage("pack"):
-            _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg))
+            _stage(result, fs, cfg, "pack", lambda: _pack(spark, fs, cfg, given))
     elif "report" in cfg.stages:
         result.manifest = _existing_pack(fs, cfg.pack.output)
     if "report" in cfg.stages:
@@ -159,7 +158,7 @@ def _upstream(spark: SparkSession, fs: HadoopFs, output: str, dedup_root: str, r
     return stats, stamp
 
 
-def _pack(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig):
+def _pack(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig, given: TokenizerInfo | None):
     root = cfg.pack.output
     _, upstream = _upstream(spark, fs, cfg.output, cfg.dedup.output, required=True)
     fingerprint = st.pack_fingerprint(fs, cfg.pack, upstream)
@@ -168,7 +167,7 @@ def _pack(spark: SparkSession, fs: HadoopFs, cfg: PrepareConfig):
         return outcome, manifest
     log.info("pack: running (%s)", reason)
     start = time.perf_counter()
-    result = run_pack(cfg.pack, spark)
+    result = run_pack(cfg.pack, spark, tokenizer=given)
     seconds = time.perf_counter() - start
     _, stamp = st.verify_pack(fs, root)
     stage_seconds = {k: round(v, 3) for k, v in result.stage_seconds.items()}
